@@ -1,0 +1,81 @@
+//! Tickiti's domain: the vocabulary shared by every service, with no I/O.
+//!
+//! Types here are parsed once at the edge ("parse, don't validate") and then
+//! trusted by the store and the services.
+
+pub mod ability;
+pub mod event;
+pub mod filter;
+pub mod mention;
+pub mod organization;
+pub mod ticket;
+pub mod validation;
+
+pub use ability::{Ability, Role};
+pub use event::{EventEnvelope, EventType};
+pub use filter::{AssigneeFilter, TicketFilter};
+pub use ticket::{Priority, TicketStatus, Visibility};
+pub use validation::{FieldError, Validation};
+
+/// A new time-ordered id (UUID v7). Postgres 15 has no `uuidv7()`, so ids are made here.
+pub fn new_id() -> uuid::Uuid {
+    uuid::Uuid::now_v7()
+}
+
+/// Defines a string-backed enum with `as_str`, `FromStr`, serde and an OpenAPI schema.
+macro_rules! string_enum {
+    ($(#[$meta:meta])* $name:ident { $($variant:ident => $text:literal),+ $(,)? }) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
+        pub enum $name {
+            $(
+                #[doc = $text]
+                #[serde(rename = $text)]
+                $variant,
+            )+
+        }
+
+        impl $name {
+            /// Every value, in declaration order.
+            pub const ALL: &'static [$name] = &[$($name::$variant),+];
+
+            /// The wire and database spelling.
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $($name::$variant => $text,)+
+                }
+            }
+        }
+
+        impl std::str::FromStr for $name {
+            type Err = $crate::UnknownValue;
+
+            fn from_str(s: &str) -> Result<Self, Self::Err> {
+                match s {
+                    $($text => Ok($name::$variant),)+
+                    _ => Err($crate::UnknownValue {
+                        value: s.chars().take(64).collect(),
+                        expected: &[$($text),+],
+                    }),
+                }
+            }
+        }
+
+        impl std::fmt::Display for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+    };
+}
+pub(crate) use string_enum;
+
+/// A string that is not one of an enum's spellings.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("unknown value {value:?}; expected one of {}", expected.join(", "))]
+pub struct UnknownValue {
+    /// What was given (cut to 64 characters).
+    pub value: String,
+    /// The accepted spellings.
+    pub expected: &'static [&'static str],
+}

@@ -1,0 +1,69 @@
+//! `@name` and `@email` mentions in message bodies.
+
+/// The words after `@` in a body, lower-cased and without duplicates.
+///
+/// A mention starts at `@` at the start of the body or after a character that
+/// cannot be part of an e-mail address (so `ann@example.com` inside a sentence
+/// is not read as a mention of `example.com`), and runs over letters, digits
+/// and `. _ - + @`; a trailing dot (end of sentence) is dropped.
+pub fn mention_tokens(body: &str) -> Vec<String> {
+    let mut tokens: Vec<String> = Vec::new();
+    let mut prev: Option<char> = None;
+    let mut chars = body.char_indices().peekable();
+    while let Some((i, c)) = chars.next() {
+        let starts = c == '@' && prev.is_none_or(|p| !is_token_char(p));
+        prev = Some(c);
+        if !starts {
+            continue;
+        }
+        let start = i + 1;
+        let mut end = start;
+        while let Some(&(j, d)) = chars.peek() {
+            if !is_token_char(d) {
+                break;
+            }
+            end = j + d.len_utf8();
+            prev = Some(d);
+            chars.next();
+        }
+        let token = body[start..end].trim_end_matches(['.', '-', '_']).to_lowercase();
+        if !token.is_empty() && token.len() <= 254 && !tokens.contains(&token) {
+            tokens.push(token);
+        }
+    }
+    tokens
+}
+
+fn is_token_char(c: char) -> bool {
+    c.is_alphanumeric() || matches!(c, '.' | '_' | '-' | '+' | '@')
+}
+
+/// The handle a user can be mentioned by besides their e-mail: the name
+/// lower-cased without spaces ("Ann Lee" → `annlee`).
+pub fn name_handle(name: &str) -> String {
+    name.chars()
+        .filter(|c| !c.is_whitespace())
+        .flat_map(char::to_lowercase)
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finds_names_and_addresses() {
+        let body = "Hi @AnnLee, can you and @bob@example.com look? Mail me at eve@example.org.";
+        assert_eq!(mention_tokens(body), vec!["annlee", "bob@example.com"]);
+    }
+
+    #[test]
+    fn drops_sentence_punctuation_and_duplicates() {
+        assert_eq!(mention_tokens("@ann. @ann @"), vec!["ann"]);
+    }
+
+    #[test]
+    fn handles_from_names() {
+        assert_eq!(name_handle("Ann  Lee"), "annlee");
+    }
+}

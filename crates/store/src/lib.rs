@@ -1,0 +1,111 @@
+//! Postgres access for Tickiti, one module per aggregate.
+//!
+//! Every function takes a `&mut PgConnection`, so the caller decides the
+//! transaction: a handler writes its change, its audit row and its outbox
+//! event in one transaction. Every query names the organization, so no row
+//! crosses from one organization to another. SQL is checked at compile time
+//! against the migrations (`.sqlx/` holds the offline data).
+
+pub mod audit;
+pub mod contacts;
+pub mod idempotency;
+pub mod mentions;
+pub mod messages;
+pub mod organizations;
+pub mod outbox;
+pub mod perspectives;
+pub mod queues;
+pub mod sessions;
+pub mod tickets;
+pub mod time_entries;
+pub mod tokens;
+pub mod users;
+
+pub use sqlx::{PgConnection, PgPool};
+
+/// The migrations of the api's database, embedded in the binary.
+pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/api");
+
+/// A database failure, with the constraint named when one was violated.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// A unique constraint (named) refused the row.
+    #[error("unique constraint {constraint} violated")]
+    Conflict {
+        /// The constraint or unique index name.
+        constraint: String,
+        /// The driver's error.
+        #[source]
+        source: sqlx::Error,
+    },
+    /// A foreign key (named) refused the change.
+    #[error("foreign key {constraint} violated")]
+    InUse {
+        /// The constraint name.
+        constraint: String,
+        /// The driver's error.
+        #[source]
+        source: sqlx::Error,
+    },
+    /// Anything else.
+    #[error(transparent)]
+    Database(sqlx::Error),
+}
+
+impl From<sqlx::Error> for StoreError {
+    fn from(error: sqlx::Error) -> Self {
+        let Some(db) = error.as_database_error() else {
+            return StoreError::Database(error);
+        };
+        let constraint = db.constraint().unwrap_or_default().to_owned();
+        if db.is_unique_violation() {
+            StoreError::Conflict {
+                constraint,
+                source: error,
+            }
+        } else if db.is_foreign_key_violation() {
+            StoreError::InUse {
+                constraint,
+                source: error,
+            }
+        } else {
+            StoreError::Database(error)
+        }
+    }
+}
+
+impl StoreError {
+    /// Whether a unique constraint with this name refused the row.
+    pub fn is_conflict_on(&self, name: &str) -> bool {
+        matches!(self, StoreError::Conflict { constraint, .. } if constraint == name)
+    }
+}
+
+/// Store results.
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// One page of a list and the id to continue after.
+#[derive(Debug, Clone)]
+pub struct Page<T> {
+    /// The rows.
+    pub items: Vec<T>,
+    /// The last row's id when more rows may follow.
+    pub next_after: Option<uuid::Uuid>,
+}
+
+impl<T> Page<T> {
+    /// Cuts `rows` (fetched with `limit + 1`) to `limit` and notes where to continue.
+    pub fn from_rows(mut rows: Vec<T>, limit: i64, id: impl Fn(&T) -> uuid::Uuid) -> Self {
+        let limit = usize::try_from(limit).unwrap_or(0);
+        let next_after = if rows.len() > limit {
+            rows.truncate(limit);
+            rows.last().map(&id)
+        } else {
+            None
+        };
+        Page {
+            items: rows,
+            next_after,
+        }
+    }
+}

@@ -1,0 +1,82 @@
+//! The transactional outbox: events written in the same transaction as the
+//! change they describe, published by the relay after commit.
+
+use sqlx::PgConnection;
+use tickiti_domain::EventEnvelope;
+use uuid::Uuid;
+
+use crate::Result;
+
+/// The `NOTIFY` channel a commit with new events wakes the relay on.
+pub const CHANNEL: &str = "tickiti_outbox";
+
+/// Appends an event; it becomes visible to the relay when the transaction commits.
+pub async fn append(conn: &mut PgConnection, event: &EventEnvelope) -> Result<()> {
+    let payload = serde_json::to_value(event).map_err(|e| sqlx::Error::Encode(Box::new(e)))?;
+    sqlx::query!(
+        "INSERT INTO outbox (id, organization_id, event_type, payload) VALUES ($1, $2, $3, $4)",
+        event.id,
+        event.organization_id,
+        event.event.as_str(),
+        payload
+    )
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// An event waiting to be published.
+#[derive(Debug, Clone)]
+pub struct Pending {
+    /// Event id (also the AMQP message id).
+    pub id: Uuid,
+    /// Routing key.
+    pub event_type: String,
+    /// The envelope as JSON.
+    pub payload: serde_json::Value,
+}
+
+/// Claims up to `limit` unpublished events, oldest first. Rows stay locked
+/// until the transaction ends, so several relays never publish the same
+/// batch at once (`SKIP LOCKED` lets each take a different one).
+pub async fn claim_batch(conn: &mut PgConnection, limit: i64) -> Result<Vec<Pending>> {
+    let rows = sqlx::query_as!(
+        Pending,
+        "SELECT id, event_type, payload FROM outbox
+         WHERE published_at IS NULL
+         ORDER BY id
+         LIMIT $1
+         FOR UPDATE SKIP LOCKED",
+        limit
+    )
+    .fetch_all(conn)
+    .await?;
+    Ok(rows)
+}
+
+/// Marks events published (after the broker confirmed them).
+pub async fn mark_published(conn: &mut PgConnection, ids: &[Uuid]) -> Result<()> {
+    sqlx::query!("UPDATE outbox SET published_at = now() WHERE id = ANY($1)", ids)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// Deletes published events older than `hours`; how many.
+pub async fn prune_published(conn: &mut PgConnection, hours: i32) -> Result<u64> {
+    let done = sqlx::query!(
+        "DELETE FROM outbox WHERE published_at < now() - make_interval(hours => $1)",
+        hours
+    )
+    .execute(conn)
+    .await?;
+    Ok(done.rows_affected())
+}
+
+/// How many events wait to be published (for `/readyz` detail and metrics).
+pub async fn backlog(conn: &mut PgConnection) -> Result<i64> {
+    let n = sqlx::query_scalar!(r#"SELECT count(*) AS "n!" FROM outbox WHERE published_at IS NULL"#)
+        .fetch_one(conn)
+        .await?;
+    Ok(n)
+}

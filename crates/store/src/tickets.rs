@@ -1,0 +1,278 @@
+//! Tickets, their filters and the optimistic-concurrency `version`.
+
+use sqlx::PgConnection;
+use tickiti_domain::{AssigneeFilter, TicketFilter};
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use crate::{Page, Result};
+
+/// A ticket with its contact's name and address.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Ticket {
+    /// Id.
+    pub id: Uuid,
+    /// Organization.
+    pub organization_id: Uuid,
+    /// Per-organization number.
+    pub number: i64,
+    /// Code, e.g. `ACME-42`.
+    pub code: String,
+    /// Subject line.
+    pub subject: String,
+    /// Status spelling.
+    pub status: String,
+    /// Priority spelling.
+    pub priority: String,
+    /// Queue.
+    pub queue_id: Option<Uuid>,
+    /// Assigned user.
+    pub assignee_id: Option<Uuid>,
+    /// Contact.
+    pub contact_id: Uuid,
+    /// Contact's name.
+    pub contact_name: Option<String>,
+    /// Contact's address.
+    pub contact_email: String,
+    /// Tags, lower-case.
+    pub tags: Vec<String>,
+    /// Bumped by every change, for `ETag`/`If-Match`.
+    pub version: i32,
+    /// Creation time.
+    pub created_at: OffsetDateTime,
+    /// Last change.
+    pub updated_at: OffsetDateTime,
+}
+
+/// Inserts a ticket (version 1); `ticket.version`, `created_at` and
+/// `updated_at` are taken from the database.
+pub async fn insert(conn: &mut PgConnection, ticket: &Ticket) -> Result<Ticket> {
+    let row = sqlx::query!(
+        "INSERT INTO tickets (id, organization_id, number, code, subject, status, priority,
+                              queue_id, assignee_id, contact_id, tags)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
+         RETURNING version, created_at, updated_at",
+        ticket.id,
+        ticket.organization_id,
+        ticket.number,
+        ticket.code,
+        ticket.subject,
+        ticket.status,
+        ticket.priority,
+        ticket.queue_id,
+        ticket.assignee_id,
+        ticket.contact_id,
+        &ticket.tags
+    )
+    .fetch_one(conn)
+    .await?;
+    Ok(Ticket {
+        version: row.version,
+        created_at: row.created_at,
+        updated_at: row.updated_at,
+        ..ticket.clone()
+    })
+}
+
+/// A ticket of the organization; `lock` takes a row lock until the
+/// transaction ends (read-modify-write without lost updates).
+pub async fn get(conn: &mut PgConnection, organization_id: Uuid, id: Uuid, lock: bool) -> Result<Option<Ticket>> {
+    // FOR UPDATE OF t: lock the ticket, not its contact.
+    let row = if lock {
+        sqlx::query_as!(
+            Ticket,
+            "SELECT t.id, t.organization_id, t.number, t.code, t.subject, t.status, t.priority,
+                    t.queue_id, t.assignee_id, t.contact_id, c.name AS contact_name, c.email AS contact_email,
+                    t.tags, t.version, t.created_at, t.updated_at
+             FROM tickets t JOIN contacts c ON c.id = t.contact_id
+             WHERE t.organization_id = $1 AND t.id = $2
+             FOR UPDATE OF t",
+            organization_id,
+            id
+        )
+        .fetch_optional(conn)
+        .await?
+    } else {
+        sqlx::query_as!(
+            Ticket,
+            "SELECT t.id, t.organization_id, t.number, t.code, t.subject, t.status, t.priority,
+                    t.queue_id, t.assignee_id, t.contact_id, c.name AS contact_name, c.email AS contact_email,
+                    t.tags, t.version, t.created_at, t.updated_at
+             FROM tickets t JOIN contacts c ON c.id = t.contact_id
+             WHERE t.organization_id = $1 AND t.id = $2",
+            organization_id,
+            id
+        )
+        .fetch_optional(conn)
+        .await?
+    };
+    Ok(row)
+}
+
+/// Writes a ticket's editable fields back, bumping `version` and
+/// `updated_at`; returns the stored ticket.
+pub async fn save(conn: &mut PgConnection, ticket: &Ticket) -> Result<Ticket> {
+    let row = sqlx::query!(
+        "UPDATE tickets SET subject = $3, status = $4, priority = $5, queue_id = $6,
+                assignee_id = $7, tags = $8, version = version + 1, updated_at = now()
+         WHERE organization_id = $1 AND id = $2
+         RETURNING version, updated_at",
+        ticket.organization_id,
+        ticket.id,
+        ticket.subject,
+        ticket.status,
+        ticket.priority,
+        ticket.queue_id,
+        ticket.assignee_id,
+        &ticket.tags
+    )
+    .fetch_one(conn)
+    .await?;
+    Ok(Ticket {
+        version: row.version,
+        updated_at: row.updated_at,
+        ..ticket.clone()
+    })
+}
+
+/// Marks a ticket changed without changing a field (a message was added).
+pub async fn touch(conn: &mut PgConnection, organization_id: Uuid, id: Uuid) -> Result<Option<Ticket>> {
+    sqlx::query!(
+        "UPDATE tickets SET version = version + 1, updated_at = now() WHERE organization_id = $1 AND id = $2",
+        organization_id,
+        id
+    )
+    .execute(&mut *conn)
+    .await?;
+    get(conn, organization_id, id, false).await
+}
+
+/// Deletes a ticket and, by cascade, its messages, mentions and time entries.
+pub async fn delete(conn: &mut PgConnection, organization_id: Uuid, id: Uuid) -> Result<bool> {
+    let done = sqlx::query!(
+        "DELETE FROM tickets WHERE organization_id = $1 AND id = $2",
+        organization_id,
+        id
+    )
+    .execute(conn)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// The filter's parameters in the shape the static SQL below takes.
+struct FilterArgs {
+    statuses: Option<Vec<String>>,
+    priorities: Option<Vec<String>>,
+    unassigned: bool,
+    assignee: Option<Uuid>,
+}
+
+impl FilterArgs {
+    fn new(filter: &TicketFilter, me: Uuid) -> Self {
+        let (unassigned, assignee) = match filter.assignee {
+            AssigneeFilter::Any => (false, None),
+            AssigneeFilter::Me => (false, Some(me)),
+            AssigneeFilter::Unassigned => (true, None),
+            AssigneeFilter::User(id) => (false, Some(id)),
+        };
+        FilterArgs {
+            statuses: filter
+                .status
+                .as_ref()
+                .map(|s| s.iter().map(|s| s.as_str().to_owned()).collect()),
+            priorities: filter
+                .priority
+                .as_ref()
+                .map(|p| p.iter().map(|p| p.as_str().to_owned()).collect()),
+            unassigned,
+            assignee,
+        }
+    }
+}
+
+/// A page of the organization's tickets matching `filter`, newest first.
+/// `me` resolves `assignee_id=me`.
+pub async fn list(
+    conn: &mut PgConnection,
+    organization_id: Uuid,
+    filter: &TicketFilter,
+    me: Uuid,
+    before: Option<Uuid>,
+    limit: i64,
+) -> Result<Page<Ticket>> {
+    let args = FilterArgs::new(filter, me);
+    // One static statement for every filter: a NULL parameter disables its condition.
+    let rows = sqlx::query_as!(
+        Ticket,
+        "SELECT t.id, t.organization_id, t.number, t.code, t.subject, t.status, t.priority,
+                t.queue_id, t.assignee_id, t.contact_id, c.name AS contact_name, c.email AS contact_email,
+                t.tags, t.version, t.created_at, t.updated_at
+         FROM tickets t JOIN contacts c ON c.id = t.contact_id
+         WHERE t.organization_id = $1
+           AND ($2::text[] IS NULL OR t.status = ANY($2))
+           AND ($3::text[] IS NULL OR t.priority = ANY($3))
+           AND ($4::uuid IS NULL OR t.queue_id = $4)
+           AND (NOT $5::bool OR t.assignee_id IS NULL)
+           AND ($6::uuid IS NULL OR t.assignee_id = $6)
+           AND ($7::uuid IS NULL OR t.contact_id = $7)
+           AND ($8::text IS NULL OR t.tags @> ARRAY[$8::text])
+           AND ($9::text IS NULL
+                OR t.search @@ websearch_to_tsquery('simple', $9)
+                OR EXISTS (SELECT 1 FROM messages m
+                           WHERE m.ticket_id = t.id AND m.search @@ websearch_to_tsquery('simple', $9)))
+           AND ($10::timestamptz IS NULL OR t.updated_at >= $10)
+           AND ($11::uuid IS NULL OR t.id < $11)
+         ORDER BY t.id DESC
+         LIMIT $12",
+        organization_id,
+        args.statuses.as_deref(),
+        args.priorities.as_deref(),
+        filter.queue_id,
+        args.unassigned,
+        args.assignee,
+        filter.contact_id,
+        filter.tag.as_deref(),
+        filter.q.as_deref(),
+        filter.updated_since,
+        before,
+        limit + 1
+    )
+    .fetch_all(conn)
+    .await?;
+    Ok(Page::from_rows(rows, limit, |t| t.id))
+}
+
+/// How many of the organization's tickets match `filter`.
+pub async fn count(conn: &mut PgConnection, organization_id: Uuid, filter: &TicketFilter, me: Uuid) -> Result<i64> {
+    let args = FilterArgs::new(filter, me);
+    let n = sqlx::query_scalar!(
+        r#"SELECT count(*) AS "n!"
+         FROM tickets t
+         WHERE t.organization_id = $1
+           AND ($2::text[] IS NULL OR t.status = ANY($2))
+           AND ($3::text[] IS NULL OR t.priority = ANY($3))
+           AND ($4::uuid IS NULL OR t.queue_id = $4)
+           AND (NOT $5::bool OR t.assignee_id IS NULL)
+           AND ($6::uuid IS NULL OR t.assignee_id = $6)
+           AND ($7::uuid IS NULL OR t.contact_id = $7)
+           AND ($8::text IS NULL OR t.tags @> ARRAY[$8::text])
+           AND ($9::text IS NULL
+                OR t.search @@ websearch_to_tsquery('simple', $9)
+                OR EXISTS (SELECT 1 FROM messages m
+                           WHERE m.ticket_id = t.id AND m.search @@ websearch_to_tsquery('simple', $9)))
+           AND ($10::timestamptz IS NULL OR t.updated_at >= $10)"#,
+        organization_id,
+        args.statuses.as_deref(),
+        args.priorities.as_deref(),
+        filter.queue_id,
+        args.unassigned,
+        args.assignee,
+        filter.contact_id,
+        filter.tag.as_deref(),
+        filter.q.as_deref(),
+        filter.updated_since
+    )
+    .fetch_one(conn)
+    .await?;
+    Ok(n)
+}

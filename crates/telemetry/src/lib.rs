@@ -1,0 +1,29 @@
+//! One call from each `main` sets up logging: JSON lines on stdout when
+//! `LOG_FORMAT=json`, human-readable otherwise, level from `RUST_LOG`.
+//! (Traces and metrics export arrive with the operations kit.)
+
+use tracing_subscriber::EnvFilter;
+use tracing_subscriber::fmt::format::FmtSpan;
+
+/// Installs the global subscriber for `service`; a second call is a no-op.
+pub fn init(service: &str) {
+    let filter = EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| EnvFilter::new(format!("info,{}=info", service.replace('-', "_"))));
+    let json = std::env::var("LOG_FORMAT").is_ok_and(|f| f.eq_ignore_ascii_case("json"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_span_events(FmtSpan::NONE)
+        .with_writer(std::io::stdout);
+    let installed = if json {
+        builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(true)
+            .try_init()
+    } else {
+        builder.try_init()
+    };
+    if installed.is_ok() {
+        tracing::info!(service, json, "logging initialised");
+    }
+}

@@ -1,0 +1,129 @@
+//! Building the router and running the server with its background tasks.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::http::StatusCode;
+use axum::middleware::{from_fn, from_fn_with_state};
+use sqlx::PgPool;
+use sqlx::postgres::PgPoolOptions;
+use tickiti_bus::{Bus, BusConfig};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use utoipa_axum::router::OpenApiRouter;
+
+use crate::config::Config;
+use crate::http::extract::BODY_LIMIT;
+use crate::http::{ApiError, guard, idempotency};
+use crate::routes;
+use crate::state::AppState;
+
+/// The router and the OpenAPI document generated from it.
+pub fn router(state: AppState) -> (Router, utoipa::openapi::OpenApi) {
+    let (api, openapi) = OpenApiRouter::new()
+        .nest("/api/v1", routes::api_v1())
+        .route_layer(from_fn_with_state(state.clone(), idempotency::idempotency))
+        .split_for_parts();
+    let spec = openapi.clone();
+    let app = api
+        .route(
+            "/api/v1/openapi.json",
+            axum::routing::get(move || std::future::ready(axum::Json(spec.clone()))),
+        )
+        .merge(routes::health::router())
+        .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "ROUTE_NOT_FOUND", "no such route") })
+        .method_not_allowed_fallback(|| async {
+            ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "METHOD_NOT_ALLOWED", "this route does not take this method")
+        })
+        .layer(from_fn_with_state(state.clone(), guard::authenticate))
+        .layer(DefaultBodyLimit::max(BODY_LIMIT))
+        .layer(from_fn(guard::request_id))
+        .with_state(state);
+    (app, openapi)
+}
+
+/// Opens the database pool, retrying for a short window (CONTRACT §1: a
+/// database that stays unreachable is a clear start-up error).
+pub async fn connect_database(config: &Config) -> anyhow::Result<PgPool> {
+    let options = PgPoolOptions::new()
+        .max_connections(config.database_max_connections)
+        .acquire_timeout(Duration::from_secs(5));
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    loop {
+        match options.clone().connect(&config.database_url).await {
+            Ok(pool) => return Ok(pool),
+            Err(error) if tokio::time::Instant::now() < deadline => {
+                tracing::warn!(%error, "database not reachable yet; retrying");
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+            Err(error) => anyhow::bail!("database unreachable at start-up: {error}"),
+        }
+    }
+}
+
+/// A running api: its address and the handle to stop it.
+pub struct Api {
+    /// Where it listens.
+    pub addr: SocketAddr,
+    /// Cancel to shut down gracefully.
+    pub shutdown: CancellationToken,
+    /// Resolves when the server and its background tasks have stopped.
+    pub finished: tokio::task::JoinHandle<anyhow::Result<()>>,
+}
+
+/// Starts the api on an already-bound listener with a migrated database:
+/// the HTTP server, the outbox relay and housekeeping, all stopped by `shutdown`.
+pub fn serve(listener: TcpListener, db: PgPool, config: Config, shutdown: CancellationToken) -> anyhow::Result<Api> {
+    let addr = listener.local_addr()?;
+    config.master_key_bytes()?;
+    let bus = Bus::start(
+        BusConfig {
+            amqp_url: config.amqp_url.clone(),
+            prefix: config.bus_prefix.clone(),
+            connection_name: "tickiti-api".into(),
+        },
+        shutdown.clone(),
+    );
+    let state = AppState::new(db, bus, config);
+    let relay = tokio::spawn(crate::relay::run(state.db.clone(), state.bus.clone(), shutdown.clone()));
+    let housekeeping = tokio::spawn(housekeeping(state.clone(), shutdown.clone()));
+    let (app, _) = router(state);
+    let stop = shutdown.clone();
+    let finished = tokio::spawn(async move {
+        tracing::info!(%addr, "tickiti-api listening");
+        let served = axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
+            .with_graceful_shutdown(stop.cancelled_owned())
+            .await;
+        // In-flight requests are done; let the relay finish its batch.
+        let _ = relay.await;
+        housekeeping.abort();
+        served.map_err(Into::into)
+    });
+    Ok(Api { addr, shutdown, finished })
+}
+
+/// Periodic clean-up: expired sessions, old idempotency keys, published
+/// outbox rows, idle rate-limit buckets.
+async fn housekeeping(state: AppState, shutdown: CancellationToken) {
+    let mut tick = tokio::time::interval(Duration::from_secs(60));
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        state.rate_limiter.forget_idle_keys();
+        let pruned = async {
+            let mut conn = state.db.acquire().await?;
+            tickiti_store::sessions::prune_expired(&mut conn).await?;
+            tickiti_store::idempotency::prune(&mut conn).await?;
+            tickiti_store::outbox::prune_published(&mut conn, 24).await?;
+            Ok::<_, tickiti_store::StoreError>(())
+        };
+        if let Err(error) = pruned.await {
+            tracing::warn!(%error, "housekeeping failed; will retry");
+        }
+    }
+}
+

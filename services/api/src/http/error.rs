@@ -1,0 +1,184 @@
+//! The one error type at the HTTP edge, answered as `application/problem+json`
+//! (RFC 9457) with the contract's stable `code`.
+
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+use tickiti_domain::FieldError;
+use tickiti_store::StoreError;
+
+/// Media type of error bodies (RFC 9457 §3).
+pub const PROBLEM_JSON: &str = "application/problem+json";
+
+/// An error answer. Build it with the constructors; `code` is stable API.
+#[derive(Debug)]
+pub struct ApiError {
+    status: StatusCode,
+    code: &'static str,
+    detail: String,
+    errors: Vec<FieldError>,
+    /// Extra members merged into the problem (e.g. the current ticket on 412).
+    extra: Option<(&'static str, serde_json::Value)>,
+    headers: Vec<(header::HeaderName, HeaderValue)>,
+}
+
+/// The problem document (RFC 9457 members plus `code`, `errors`, `request_id`).
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct Problem {
+    /// Always `about:blank`: the `code` identifies the problem.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// Reason phrase of the status.
+    pub title: String,
+    /// HTTP status.
+    pub status: u16,
+    /// Stable machine-readable code, e.g. `TICKET_NOT_FOUND`.
+    pub code: String,
+    /// What went wrong, for a human.
+    pub detail: String,
+    /// Invalid fields (422 `VALIDATION_FAILED`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub errors: Vec<FieldError>,
+    /// The request's `X-Request-Id` (added on the way out).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub request_id: Option<String>,
+}
+
+impl ApiError {
+    /// An error with a status, code and detail.
+    pub fn new(status: StatusCode, code: &'static str, detail: impl Into<String>) -> Self {
+        Self {
+            status,
+            code,
+            detail: detail.into(),
+            errors: Vec::new(),
+            extra: None,
+            headers: Vec::new(),
+        }
+    }
+
+    /// 404 with a resource-specific code (an id of another organization answers exactly the same).
+    pub fn not_found(code: &'static str, what: &str) -> Self {
+        Self::new(StatusCode::NOT_FOUND, code, format!("{what} not found"))
+    }
+
+    /// 422 `VALIDATION_FAILED` listing the invalid fields.
+    pub fn validation(errors: Vec<FieldError>) -> Self {
+        let detail = match errors.as_slice() {
+            [one] => format!("{}: {}", one.field, one.message),
+            _ => format!("{} fields are invalid", errors.len()),
+        };
+        Self {
+            errors,
+            ..Self::new(StatusCode::UNPROCESSABLE_ENTITY, "VALIDATION_FAILED", detail)
+        }
+    }
+
+    /// 422 `VALIDATION_FAILED` for one field.
+    pub fn invalid_field(field: &str, message: impl Into<String>) -> Self {
+        Self::validation(vec![FieldError::new(field, message)])
+    }
+
+    /// 400 `INVALID_JSON`.
+    pub fn invalid_json(detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "INVALID_JSON", detail)
+    }
+
+    /// 401 `UNAUTHENTICATED`.
+    pub fn unauthenticated() -> Self {
+        Self::new(
+            StatusCode::UNAUTHORIZED,
+            "UNAUTHENTICATED",
+            "a valid bearer token or session is required",
+        )
+    }
+
+    /// 403 `FORBIDDEN` for a missing ability.
+    pub fn forbidden(detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::FORBIDDEN, "FORBIDDEN", detail)
+    }
+
+    /// 409 with a code.
+    pub fn conflict(code: &'static str, detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::CONFLICT, code, detail)
+    }
+
+    /// 500 `INTERNAL`: logged here with its cause, told to the client without it.
+    pub fn internal(cause: &dyn std::error::Error) -> Self {
+        tracing::error!(error = %cause, source = ?cause.source(), "internal error");
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "INTERNAL",
+            "an internal error occurred; it has been logged",
+        )
+    }
+
+    /// Adds a member to the problem document.
+    pub fn with_member(mut self, name: &'static str, value: serde_json::Value) -> Self {
+        self.extra = Some((name, value));
+        self
+    }
+
+    /// Adds a response header.
+    pub fn with_header(mut self, name: header::HeaderName, value: HeaderValue) -> Self {
+        self.headers.push((name, value));
+        self
+    }
+
+    /// The status.
+    pub fn status(&self) -> StatusCode {
+        self.status
+    }
+
+    /// The stable code.
+    pub fn code(&self) -> &'static str {
+        self.code
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let problem = Problem {
+            kind: "about:blank".into(),
+            title: self
+                .status
+                .canonical_reason()
+                .unwrap_or("Error")
+                .to_owned(),
+            status: self.status.as_u16(),
+            code: self.code.to_owned(),
+            detail: self.detail,
+            errors: self.errors,
+            request_id: None,
+        };
+        let mut body = serde_json::to_value(&problem).unwrap_or_default();
+        if let (Some((name, value)), Some(map)) = (self.extra, body.as_object_mut()) {
+            map.insert(name.to_owned(), value);
+        }
+        let mut response = (
+            self.status,
+            [(header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON))],
+            body.to_string(),
+        )
+            .into_response();
+        for (name, value) in self.headers {
+            response.headers_mut().insert(name, value);
+        }
+        response
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(error: StoreError) -> Self {
+        ApiError::internal(&error)
+    }
+}
+
+impl From<sqlx::Error> for ApiError {
+    fn from(error: sqlx::Error) -> Self {
+        ApiError::internal(&error)
+    }
+}
+
+/// Handler results.
+pub type ApiResult<T> = Result<T, ApiError>;

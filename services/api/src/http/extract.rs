@@ -1,0 +1,265 @@
+//! Request extractors that answer bad input with the contract's problems
+//! instead of axum's plain-text rejections.
+
+use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::http::request::Parts;
+use axum::http::{StatusCode, header};
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use bytes::Bytes;
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
+use tickiti_domain::FieldError;
+use uuid::Uuid;
+
+use super::error::{ApiError, ApiResult};
+
+/// Largest request body accepted (CONTRACT §2: over 1 MiB answers 413).
+pub const BODY_LIMIT: usize = 1024 * 1024;
+
+/// A JSON body, parsed strictly: malformed JSON is 400 `INVALID_JSON`;
+/// unknown fields, wrong types and bad enum values are 422 with the field's
+/// path; NUL characters anywhere are 422 (Postgres text cannot hold them).
+#[derive(Debug, Clone)]
+pub struct Json<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Json<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let content_type_ok = req
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|ct| {
+                let essence = ct.split(';').next().unwrap_or_default().trim();
+                essence.eq_ignore_ascii_case("application/json") || essence.ends_with("+json")
+            });
+        let bytes = Bytes::from_request(req, state)
+            .await
+            .map_err(|rejection| body_rejection(rejection.status()))?;
+        if !content_type_ok {
+            return Err(ApiError::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "UNSUPPORTED_MEDIA_TYPE",
+                "the body must be JSON with Content-Type: application/json",
+            ));
+        }
+        parse_json(&bytes).map(Json)
+    }
+}
+
+/// Maps a failure to read the body to a problem (413 when over the limit).
+pub fn body_rejection(status: StatusCode) -> ApiError {
+    if status == StatusCode::PAYLOAD_TOO_LARGE {
+        ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "PAYLOAD_TOO_LARGE",
+            format!("the body is larger than {BODY_LIMIT} bytes"),
+        )
+    } else {
+        ApiError::new(StatusCode::BAD_REQUEST, "INVALID_BODY", "the body could not be read")
+    }
+}
+
+/// Parses and checks a JSON document into `T` (see [`Json`]).
+pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> ApiResult<T> {
+    let value: serde_json::Value = serde_json::from_slice(bytes).map_err(|e| {
+        ApiError::invalid_json(format!("the body is not valid JSON: {e}"))
+    })?;
+    if let Some(path) = find_nul(&value, String::new()) {
+        return Err(ApiError::invalid_field(&path, "must not contain NUL characters"));
+    }
+    serde_path_to_error::deserialize(value).map_err(|e| {
+        let path = e.path().to_string();
+        let field = if path == "." { String::new() } else { path };
+        ApiError::validation(vec![FieldError::new(field, e.into_inner().to_string())])
+    })
+}
+
+/// The path of the first string (or key) holding a NUL character.
+fn find_nul(value: &serde_json::Value, path: String) -> Option<String> {
+    let join = |key: &str| {
+        if path.is_empty() {
+            key.to_owned()
+        } else {
+            format!("{path}.{key}")
+        }
+    };
+    match value {
+        serde_json::Value::String(s) if s.contains('\0') => Some(path),
+        serde_json::Value::Array(items) => items
+            .iter()
+            .enumerate()
+            .find_map(|(i, item)| find_nul(item, format!("{path}[{i}]"))),
+        serde_json::Value::Object(map) => map.iter().find_map(|(key, item)| {
+            if key.contains('\0') {
+                Some(join(key))
+            } else {
+                find_nul(item, join(key))
+            }
+        }),
+        _ => None,
+    }
+}
+
+/// Deserializer for PATCH fields that tell "absent" (outer `None`) from
+/// `null` (inner `None`). Use with `#[serde(default, deserialize_with = "nullable")]`.
+pub fn nullable<'de, D, T>(deserializer: D) -> Result<Option<Option<T>>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    Option::<T>::deserialize(deserializer).map(Some)
+}
+
+/// Parses an id from the path; a malformed id answers the same 404 as a missing one.
+pub fn parse_id(raw: &str, code: &'static str, what: &str) -> ApiResult<Uuid> {
+    Uuid::parse_str(raw).map_err(|_| ApiError::not_found(code, what))
+}
+
+/// Default page size.
+pub const DEFAULT_LIMIT: i64 = 50;
+/// Largest page size.
+pub const MAX_LIMIT: i64 = 200;
+
+/// Where a list continues: after an id, or (for lists whose order changes) at an offset.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cursor {
+    /// Continue after this id.
+    After(Uuid),
+    /// Continue at this offset.
+    Offset(i64),
+}
+
+impl Cursor {
+    /// The opaque string handed to clients.
+    pub fn encode(self) -> String {
+        let raw = match self {
+            Cursor::After(id) => format!("id:{id}"),
+            Cursor::Offset(n) => format!("offset:{n}"),
+        };
+        URL_SAFE_NO_PAD.encode(raw)
+    }
+
+    fn decode(text: &str) -> Option<Self> {
+        let raw = String::from_utf8(URL_SAFE_NO_PAD.decode(text).ok()?).ok()?;
+        if let Some(id) = raw.strip_prefix("id:") {
+            return Uuid::parse_str(id).ok().map(Cursor::After);
+        }
+        raw.strip_prefix("offset:")?
+            .parse()
+            .ok()
+            .filter(|n| *n >= 0)
+            .map(Cursor::Offset)
+    }
+
+    /// The id to continue after (an offset cursor here is refused).
+    pub fn after_id(cursor: Option<Self>) -> ApiResult<Option<Uuid>> {
+        match cursor {
+            None => Ok(None),
+            Some(Cursor::After(id)) => Ok(Some(id)),
+            Some(Cursor::Offset(_)) => Err(ApiError::invalid_field("cursor", "is not a cursor of this list")),
+        }
+    }
+
+    /// The offset to continue at (an id cursor here is refused).
+    pub fn offset(cursor: Option<Self>) -> ApiResult<i64> {
+        match cursor {
+            None => Ok(0),
+            Some(Cursor::Offset(n)) => Ok(n),
+            Some(Cursor::After(_)) => Err(ApiError::invalid_field("cursor", "is not a cursor of this list")),
+        }
+    }
+}
+
+/// A list request's query string: `limit` and `cursor`, and the list's own
+/// filters `F` (unknown parameters are refused like unknown body fields).
+#[derive(Debug, Clone)]
+pub struct ListQuery<F> {
+    /// Page size, 1..=200.
+    pub limit: i64,
+    /// Where to continue.
+    pub cursor: Option<Cursor>,
+    /// The list's filters.
+    pub filter: F,
+}
+
+/// A list without filters of its own.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NoFilter {}
+
+impl<S: Send + Sync, F: DeserializeOwned> FromRequestParts<S> for ListQuery<F> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        let pairs: Vec<(String, String)> = serde_urlencoded::from_str(parts.uri.query().unwrap_or_default())
+            .map_err(|e| ApiError::invalid_field("query", e.to_string()))?;
+        let mut errors = Vec::new();
+        let mut limit = DEFAULT_LIMIT;
+        let mut cursor = None;
+        let mut rest = serde_json::Map::new();
+        for (key, value) in pairs {
+            if value.contains('\0') {
+                errors.push(FieldError::new(key, "must not contain NUL characters"));
+                continue;
+            }
+            match key.as_str() {
+                "limit" => match value.parse::<i64>() {
+                    Ok(n) if (1..=MAX_LIMIT).contains(&n) => limit = n,
+                    _ => errors.push(FieldError::new("limit", format!("must be an integer from 1 to {MAX_LIMIT}"))),
+                },
+                "cursor" => match Cursor::decode(&value) {
+                    Some(c) => cursor = Some(c),
+                    None => errors.push(FieldError::new("cursor", "is not a cursor this API issued")),
+                },
+                _ => {
+                    rest.insert(key, serde_json::Value::String(value));
+                }
+            }
+        }
+        let filter = serde_path_to_error::deserialize(serde_json::Value::Object(rest)).map_err(|e| {
+            let field = e.path().to_string();
+            FieldError::new(if field == "." { "query".into() } else { field }, e.into_inner().to_string())
+        });
+        let filter = match filter {
+            Ok(filter) if errors.is_empty() => filter,
+            Ok(_) => return Err(ApiError::validation(errors)),
+            Err(e) => {
+                errors.push(e);
+                return Err(ApiError::validation(errors));
+            }
+        };
+        Ok(ListQuery { limit, cursor, filter })
+    }
+}
+
+/// Query parameters shared by every list, for the OpenAPI document.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct PageParams {
+    /// Page size, 1..=200 (default 50).
+    pub limit: Option<i64>,
+    /// Opaque cursor from the previous page's `next_cursor`.
+    pub cursor: Option<String>,
+}
+
+/// One page of a list: `{"data": [...], "next_cursor": ...}`.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct ListOut<T> {
+    /// The items.
+    pub data: Vec<T>,
+    /// Pass as `cursor` to get the next page; `null` on the last page.
+    pub next_cursor: Option<String>,
+}
+
+impl<T> ListOut<T> {
+    /// A list page from a store page, mapping each row.
+    pub fn from_page<R>(page: tickiti_store::Page<R>, map: impl FnMut(R) -> T) -> Self {
+        ListOut {
+            data: page.items.into_iter().map(map).collect(),
+            next_cursor: page.next_after.map(|id| Cursor::After(id).encode()),
+        }
+    }
+}

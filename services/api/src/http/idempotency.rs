@@ -1,0 +1,171 @@
+//! `Idempotency-Key` on POST (CONTRACT §2): same key and body within 24 h
+//! replays the stored answer with `Idempotent-Replayed: true`; the same key
+//! with another body is 422 `IDEMPOTENCY_KEY_REUSED`; the same key while the
+//! first request runs is 409 `IDEMPOTENCY_KEY_IN_USE`. Keys are scoped per
+//! organization, principal and route.
+//!
+//! The claim is committed before the handler runs and the answer stored
+//! after it, so a crash between the handler's commit and the store leaves a
+//! claim that expires after `STALE_CLAIM_SECONDS`.
+
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::{HeaderName, HeaderValue, Method, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use tickiti_store::idempotency::{self, Claim, KeyScope, StoredResponse};
+
+use super::error::{ApiError, ApiResult};
+use super::extract::{BODY_LIMIT, body_rejection};
+use super::guard::Principal;
+use crate::state::AppState;
+
+/// `Idempotency-Key`.
+pub static IDEMPOTENCY_KEY: HeaderName = HeaderName::from_static("idempotency-key");
+/// `Idempotent-Replayed`.
+pub static REPLAYED: HeaderName = HeaderName::from_static("idempotent-replayed");
+/// Longest key accepted.
+const KEY_MAX: usize = 255;
+
+/// Whether the route demands a key (`POST /intervention-tickets`, later).
+#[derive(Debug, Clone, Copy)]
+pub struct KeyRequired;
+
+/// The middleware; a route layer, so the matched route is known.
+pub async fn idempotency(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    match run(state, req, next).await {
+        Ok(response) | Err(response) => response,
+    }
+}
+
+async fn run(state: AppState, req: Request, next: Next) -> Result<Response, Response> {
+    if req.method() != Method::POST {
+        return Ok(next.run(req).await);
+    }
+    let key = match req.headers().get(&IDEMPOTENCY_KEY) {
+        None if req.extensions().get::<KeyRequired>().is_some() => {
+            return Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "IDEMPOTENCY_KEY_REQUIRED",
+                "this request needs an Idempotency-Key header",
+            )
+            .into_response());
+        }
+        None => return Ok(next.run(req).await),
+        Some(value) => parse_key(value).map_err(IntoResponse::into_response)?,
+    };
+    // Without a caller there is no scope; the handler answers 401 itself.
+    let Some(principal) = req.extensions().get::<Principal>().cloned() else {
+        return Ok(next.run(req).await);
+    };
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| req.uri().path().to_owned(), |p| p.as_str().to_owned());
+    let scope = KeyScope {
+        organization_id: principal.org(),
+        principal: principal.idempotency_principal(),
+        route: format!("POST {route}"),
+        key,
+    };
+
+    let (parts, body) = req.into_parts();
+    let bytes = axum::body::to_bytes(body, BODY_LIMIT)
+        .await
+        .map_err(|_| body_rejection(StatusCode::PAYLOAD_TOO_LARGE).into_response())?;
+    let fingerprint = tickiti_crypto::sha256(&bytes);
+
+    let claim = async {
+        let mut conn = state.db.acquire().await?;
+        Ok::<_, ApiError>(idempotency::claim(&mut conn, &scope, &fingerprint).await?)
+    };
+    match claim.await.map_err(IntoResponse::into_response)? {
+        Claim::Claimed => {}
+        Claim::InFlight => {
+            return Err(ApiError::conflict(
+                "IDEMPOTENCY_KEY_IN_USE",
+                "a request with this Idempotency-Key is still being processed",
+            )
+            .into_response());
+        }
+        Claim::BodyMismatch => {
+            return Err(ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "IDEMPOTENCY_KEY_REUSED",
+                "this Idempotency-Key was used with a different request body",
+            )
+            .into_response());
+        }
+        Claim::Done(stored) => return Ok(replay(stored)),
+    }
+
+    let response = next
+        .run(Request::from_parts(parts, axum::body::Body::from(bytes)))
+        .await;
+    let (parts, body) = response.into_parts();
+    let Ok(bytes) = axum::body::to_bytes(body, usize::MAX).await else {
+        release(&state, &scope).await;
+        return Err(StatusCode::INTERNAL_SERVER_ERROR.into_response());
+    };
+    if parts.status.is_server_error() {
+        // Nothing was done (handlers roll back on error): let the client retry with the same key.
+        release(&state, &scope).await;
+    } else {
+        let stored = StoredResponse {
+            status: parts.status.as_u16(),
+            body: bytes.to_vec(),
+            content_type: parts
+                .headers
+                .get(header::CONTENT_TYPE)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned),
+        };
+        let completed = async {
+            let mut conn = state.db.acquire().await?;
+            idempotency::complete(&mut conn, &scope, &stored).await?;
+            Ok::<_, ApiError>(())
+        };
+        if let Err(error) = completed.await {
+            tracing::error!(?error, "could not store an idempotent response; the key stays claimed until it goes stale");
+        }
+    }
+    Ok(Response::from_parts(parts, axum::body::Body::from(bytes)))
+}
+
+fn parse_key(value: &HeaderValue) -> ApiResult<String> {
+    value
+        .to_str()
+        .ok()
+        .map(str::trim)
+        .filter(|k| !k.is_empty() && k.len() <= KEY_MAX)
+        .map(str::to_owned)
+        .ok_or_else(|| {
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "INVALID_IDEMPOTENCY_KEY",
+                format!("Idempotency-Key must be 1 to {KEY_MAX} visible ASCII characters"),
+            )
+        })
+}
+
+fn replay(stored: StoredResponse) -> Response {
+    let status = StatusCode::from_u16(stored.status).unwrap_or(StatusCode::OK);
+    let mut response = (status, stored.body).into_response();
+    if let Some(ct) = stored.content_type.and_then(|ct| HeaderValue::from_str(&ct).ok()) {
+        response.headers_mut().insert(header::CONTENT_TYPE, ct);
+    }
+    response
+        .headers_mut()
+        .insert(REPLAYED.clone(), HeaderValue::from_static("true"));
+    response
+}
+
+async fn release(state: &AppState, scope: &KeyScope) {
+    let released = async {
+        let mut conn = state.db.acquire().await?;
+        idempotency::release(&mut conn, scope).await?;
+        Ok::<_, ApiError>(())
+    };
+    if let Err(error) = released.await {
+        tracing::error!(?error, "could not release an idempotency key");
+    }
+}

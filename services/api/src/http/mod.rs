@@ -1,0 +1,10 @@
+//! The HTTP edge: errors, extractors and the layers every request passes.
+
+pub mod error;
+pub mod extract;
+pub mod guard;
+pub mod idempotency;
+
+pub use error::{ApiError, ApiResult};
+pub use extract::{Json, ListOut, ListQuery};
+pub use guard::Principal;

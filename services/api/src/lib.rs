@@ -1,0 +1,16 @@
+//! `tickiti-api`: the REST API, the outbox relay and (in later issues) the
+//! staff web app and command consumers. `main.rs` parses the command line
+//! and calls into this library, so tests start the very same app in-process.
+
+pub mod admin;
+pub mod app;
+pub mod config;
+pub mod events;
+pub mod http;
+pub mod relay;
+pub mod routes;
+pub mod state;
+
+pub use app::{Api, serve};
+pub use config::Config;
+pub use state::AppState;

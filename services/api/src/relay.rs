@@ -1,0 +1,103 @@
+//! The outbox relay: publishes committed events to `<prefix>.events` and
+//! marks them published only after the broker confirmed them (publisher
+//! confirms, RabbitMQ docs "Consumer Acknowledgements and Publisher
+//! Confirms"). Woken by `NOTIFY` on commit, and polls as a safety net.
+//! Delivery is at least once: a crash between the confirm and the mark
+//! publishes a batch again, and consumers deduplicate on the event id.
+
+use std::time::Duration;
+
+use backon::BackoffBuilder as _;
+use sqlx::PgPool;
+use sqlx::postgres::PgListener;
+use tickiti_bus::{Bus, OutgoingMessage};
+use tickiti_store::outbox;
+use tokio_util::sync::CancellationToken;
+
+/// Events published per round trip.
+const BATCH: i64 = 256;
+/// Poll interval when no notification arrives (a lost `NOTIFY`, a dropped listener).
+const POLL: Duration = Duration::from_millis(1000);
+
+/// Runs until `shutdown`; never gives up on failures, backing off instead.
+pub async fn run(db: PgPool, bus: Bus, shutdown: CancellationToken) {
+    let mut listener = listen(&db).await;
+    let mut backoff = new_backoff();
+    loop {
+        if shutdown.is_cancelled() {
+            return;
+        }
+        match relay_batch(&db, &bus).await {
+            // A full batch: more may be waiting.
+            Ok(n) if n as i64 == BATCH => continue,
+            Ok(_) => backoff = new_backoff(),
+            Err(error) => {
+                let delay = backoff.next().unwrap_or(Duration::from_secs(5));
+                tracing::warn!(%error, ?delay, "outbox relay could not publish; events stay in the outbox");
+                tokio::select! {
+                    () = shutdown.cancelled() => return,
+                    () = tokio::time::sleep(delay) => continue,
+                }
+            }
+        }
+        // Wait for a commit's NOTIFY, the poll interval, or shutdown.
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            () = wait_for_notify(&db, &mut listener) => {}
+        }
+    }
+}
+
+fn new_backoff() -> impl Iterator<Item = Duration> {
+    backon::ExponentialBuilder::default()
+        .with_min_delay(Duration::from_millis(100))
+        .with_max_delay(Duration::from_secs(5))
+        .with_jitter()
+        .without_max_times()
+        .build()
+}
+
+async fn listen(db: &PgPool) -> Option<PgListener> {
+    let mut listener = PgListener::connect_with(db).await.ok()?;
+    listener.listen(outbox::CHANNEL).await.ok()?;
+    Some(listener)
+}
+
+async fn wait_for_notify(db: &PgPool, listener: &mut Option<PgListener>) {
+    let Some(l) = listener else {
+        tokio::time::sleep(POLL).await;
+        *listener = listen(db).await;
+        return;
+    };
+    match tokio::time::timeout(POLL, l.recv()).await {
+        Ok(Ok(_)) | Err(_) => {}
+        Ok(Err(error)) => {
+            tracing::warn!(%error, "outbox listener failed; polling until it is back");
+            *listener = None;
+        }
+    }
+}
+
+/// Publishes one batch; how many events it published.
+async fn relay_batch(db: &PgPool, bus: &Bus) -> anyhow::Result<usize> {
+    let mut tx = db.begin().await?;
+    let batch = outbox::claim_batch(&mut tx, BATCH).await?;
+    if batch.is_empty() {
+        return Ok(0);
+    }
+    let messages: Vec<OutgoingMessage> = batch
+        .iter()
+        .map(|event| OutgoingMessage {
+            id: event.id,
+            routing_key: event.event_type.clone(),
+            payload: event.payload.to_string().into_bytes(),
+            headers: Vec::new(),
+        })
+        .collect();
+    bus.publish_confirmed(&bus.events_exchange(), &messages).await?;
+    let ids: Vec<_> = batch.iter().map(|e| e.id).collect();
+    outbox::mark_published(&mut tx, &ids).await?;
+    tx.commit().await?;
+    tracing::debug!(count = ids.len(), "outbox events published");
+    Ok(ids.len())
+}

@@ -1,0 +1,119 @@
+//! Staff sign-in with a session cookie (`HttpOnly`, `SameSite=Lax`) and a
+//! CSRF token that unsafe requests under the cookie must echo in `X-CSRF-Token`.
+
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::{Deserialize, Serialize};
+use time::{Duration, OffsetDateTime};
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use super::users::UserOut;
+use crate::http::guard::{SESSION_COOKIE, session_cookie};
+use crate::http::{ApiError, ApiResult, Json};
+use crate::state::AppState;
+
+/// How long a session lasts.
+const SESSION_LIFETIME: Duration = Duration::hours(12);
+
+/// The auth routes.
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(login)).routes(routes!(logout))
+}
+
+/// Credentials.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LoginIn {
+    /// Sign-in address.
+    pub email: String,
+    /// Password.
+    pub password: String,
+}
+
+/// A successful sign-in.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct LoginOut {
+    /// Who signed in.
+    pub user: UserOut,
+    /// Send as `X-CSRF-Token` on unsafe requests that use the cookie.
+    pub csrf_token: String,
+}
+
+fn invalid_credentials() -> ApiError {
+    ApiError::new(StatusCode::UNAUTHORIZED, "INVALID_CREDENTIALS", "e-mail or password is wrong")
+}
+
+/// Sign in; sets the session cookie. Wrong e-mail and wrong password answer
+/// alike; repeated failures for one address are slowed down (429).
+#[utoipa::path(post, path = "/auth/login", tag = "auth", request_body = LoginIn,
+    responses((status = 200, body = LoginOut), (status = 401, body = crate::http::error::Problem),
+              (status = 429, body = crate::http::error::Problem)))]
+#[tracing::instrument(skip_all)]
+pub async fn login(State(state): State<AppState>, Json(input): Json<LoginIn>) -> ApiResult<Response> {
+    if input.email.len() > 254 || input.password.len() > 1024 {
+        return Err(invalid_credentials());
+    }
+    if let Some(wait) = state.login_throttle.wait(&input.email) {
+        return Err(ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "RATE_LIMITED",
+            "too many failed sign-ins for this address; wait and retry",
+        )
+        .with_header(header::RETRY_AFTER, HeaderValue::from(wait.as_secs().max(1))));
+    }
+    let mut conn = state.db.acquire().await?;
+    let found = tickiti_store::users::find_for_login(&mut conn, input.email.trim()).await?;
+    // Hash even for an unknown address, so timing does not tell which exist.
+    let phc = found
+        .as_ref()
+        .map_or_else(|| tickiti_crypto::dummy_password_hash().to_owned(), |(_, h)| h.clone());
+    let password = input.password.clone();
+    let verified = tokio::task::spawn_blocking(move || tickiti_crypto::verify_password(&password, &phc))
+        .await
+        .unwrap_or(false);
+    let Some((user, _)) = found.filter(|_| verified) else {
+        state.login_throttle.failed(&input.email);
+        return Err(invalid_credentials());
+    };
+    state.login_throttle.succeeded(&input.email);
+
+    let cookie_value = tickiti_crypto::generate_token("");
+    let csrf_token = tickiti_crypto::generate_token("");
+    tickiti_store::sessions::insert(
+        &mut conn,
+        &tickiti_crypto::token_hash(&cookie_value),
+        user.id,
+        user.organization_id,
+        &csrf_token,
+        OffsetDateTime::now_utc() + SESSION_LIFETIME,
+    )
+    .await?;
+    let secure = if state.config.secure_cookies() { "; Secure" } else { "" };
+    let cookie = format!(
+        "{SESSION_COOKIE}={cookie_value}; Path=/; HttpOnly; SameSite=Lax; Max-Age={}{secure}",
+        SESSION_LIFETIME.whole_seconds()
+    );
+    let cookie = HeaderValue::from_str(&cookie).map_err(|e| ApiError::internal(&e))?;
+    let body = LoginOut {
+        user: UserOut::from(user),
+        csrf_token,
+    };
+    Ok(([(header::SET_COOKIE, cookie)], axum::Json(body)).into_response())
+}
+
+/// Sign out: ends the session and clears the cookie.
+#[utoipa::path(post, path = "/auth/logout", tag = "auth", responses((status = 204)),
+    security(("session" = [])))]
+#[tracing::instrument(skip_all)]
+pub async fn logout(State(state): State<AppState>, headers: HeaderMap) -> ApiResult<Response> {
+    if let Some(value) = session_cookie(&headers) {
+        let mut conn = state.db.acquire().await?;
+        tickiti_store::sessions::delete(&mut conn, &tickiti_crypto::token_hash(&value)).await?;
+    }
+    let clear = HeaderValue::from_str(&format!("{SESSION_COOKIE}=; Path=/; HttpOnly; SameSite=Lax; Max-Age=0"))
+        .map_err(|e| ApiError::internal(&e))?;
+    Ok((StatusCode::NO_CONTENT, [(header::SET_COOKIE, clear)]).into_response())
+}

@@ -1,0 +1,65 @@
+//! Routes, one module per resource; each exposes `router()` whose handlers
+//! carry `#[utoipa::path]` so the OpenAPI document is generated from them.
+
+pub mod auth;
+pub mod contacts;
+pub mod health;
+pub mod mentions;
+pub mod messages;
+pub mod perspectives;
+pub mod queues;
+pub mod tickets;
+pub mod time_entries;
+pub mod tokens;
+pub mod users;
+
+use utoipa::OpenApi as _;
+use utoipa_axum::router::OpenApiRouter;
+
+use crate::state::AppState;
+
+/// The OpenAPI document's fixed parts; paths and schemas come from the routers.
+#[derive(utoipa::OpenApi)]
+#[openapi(
+    info(
+        title = "Tickiti API",
+        description = "Tickets, messages, contacts, time entries, queues, perspectives and mentions. \
+                       Errors are application/problem+json (RFC 9457) with a stable `code`.",
+        license(name = "AGPL-3.0-or-later")
+    ),
+    modifiers(&Security),
+    components(schemas(crate::http::error::Problem))
+)]
+struct ApiDoc;
+
+struct Security;
+
+impl utoipa::Modify for Security {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
+        components.add_security_scheme(
+            "session",
+            SecurityScheme::ApiKey(ApiKey::Cookie(ApiKeyValue::new(crate::http::guard::SESSION_COOKIE))),
+        );
+    }
+}
+
+/// Every `/api/v1` route, with the OpenAPI document describing them.
+pub fn api_v1() -> OpenApiRouter<AppState> {
+    OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .merge(auth::router())
+        .merge(tickets::router())
+        .merge(messages::router())
+        .merge(contacts::router())
+        .merge(time_entries::router())
+        .merge(queues::router())
+        .merge(users::router())
+        .merge(tokens::router())
+        .merge(perspectives::router())
+        .merge(mentions::router())
+}

@@ -1,0 +1,208 @@
+//! `/queues`: where tickets wait for a team; names are unique per organization.
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use serde::{Deserialize, Serialize};
+use tickiti_domain::{Ability, Validation, new_id};
+use tickiti_store::StoreError;
+use tickiti_store::queues::{self, NAME_KEY, Queue};
+use time::OffsetDateTime;
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+use uuid::Uuid;
+
+use crate::http::extract::{Cursor, NoFilter, PageParams, nullable, parse_id};
+use crate::http::{ApiError, ApiResult, Json, ListOut, ListQuery, Principal};
+use crate::state::AppState;
+
+/// The queue routes.
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list_queues, create_queue))
+        .routes(routes!(update_queue, delete_queue))
+}
+
+/// Longest queue name.
+pub const NAME_MAX: usize = 100;
+/// Longest queue description.
+pub const DESCRIPTION_MAX: usize = 2000;
+
+/// A queue as the API returns it.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct QueueOut {
+    /// Id.
+    pub id: Uuid,
+    /// Name (unique per organization, case-insensitive).
+    pub name: String,
+    /// What the queue is for.
+    pub description: Option<String>,
+    /// Creation time.
+    #[serde(with = "time::serde::rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
+    pub created_at: OffsetDateTime,
+    /// Last change.
+    #[serde(with = "time::serde::rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
+    pub updated_at: OffsetDateTime,
+}
+
+impl From<Queue> for QueueOut {
+    fn from(q: Queue) -> Self {
+        QueueOut {
+            id: q.id,
+            name: q.name,
+            description: q.description,
+            created_at: q.created_at,
+            updated_at: q.updated_at,
+        }
+    }
+}
+
+/// A new queue.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct QueueIn {
+    /// Name, 1 to 100 characters.
+    pub name: String,
+    /// What the queue is for.
+    pub description: Option<String>,
+}
+
+/// Changes to a queue; `null` clears the description.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct QueuePatch {
+    /// Name.
+    pub name: Option<String>,
+    /// Description.
+    #[serde(default, deserialize_with = "nullable")]
+    #[schema(value_type = Option<String>)]
+    pub description: Option<Option<String>>,
+}
+
+const NOT_FOUND: &str = "QUEUE_NOT_FOUND";
+
+fn conflict_or(error: StoreError) -> ApiError {
+    if error.is_conflict_on(NAME_KEY) {
+        ApiError::conflict("QUEUE_NAME_TAKEN", "a queue with this name exists")
+    } else {
+        error.into()
+    }
+}
+
+/// List queues, oldest first.
+#[utoipa::path(get, path = "/queues", tag = "queues", params(PageParams),
+    responses((status = 200, body = ListOut<QueueOut>)), security(("bearer" = []), ("session" = [])))]
+#[tracing::instrument(skip_all)]
+pub async fn list_queues(
+    State(state): State<AppState>,
+    principal: Principal,
+    query: ListQuery<NoFilter>,
+) -> ApiResult<axum::Json<ListOut<QueueOut>>> {
+    principal.require(Ability::TicketsRead)?;
+    let after = Cursor::after_id(query.cursor)?;
+    let mut conn = state.db.acquire().await?;
+    let page = queues::list(&mut conn, principal.org(), after, query.limit).await?;
+    Ok(axum::Json(ListOut::from_page(page, QueueOut::from)))
+}
+
+/// Create a queue (ability `admin`).
+#[utoipa::path(post, path = "/queues", tag = "queues", request_body = QueueIn,
+    responses((status = 201, body = QueueOut), (status = 409, body = crate::http::error::Problem),
+              (status = 422, body = crate::http::error::Problem)),
+    security(("bearer" = []), ("session" = [])))]
+#[tracing::instrument(skip_all)]
+pub async fn create_queue(
+    State(state): State<AppState>,
+    principal: Principal,
+    Json(input): Json<QueueIn>,
+) -> ApiResult<(StatusCode, axum::Json<QueueOut>)> {
+    principal.require(Ability::Admin)?;
+    let mut v = Validation::new();
+    v.text("name", &input.name, 1, NAME_MAX);
+    v.optional_text("description", input.description.as_deref(), DESCRIPTION_MAX);
+    v.finish().map_err(ApiError::validation)?;
+    let mut tx = state.db.begin().await?;
+    let queue = queues::insert(
+        &mut tx,
+        new_id(),
+        principal.org(),
+        input.name.trim(),
+        input.description.as_deref().map(str::trim),
+    )
+    .await
+    .map_err(conflict_or)?;
+    tx.commit().await?;
+    Ok((StatusCode::CREATED, axum::Json(queue.into())))
+}
+
+/// Rename or redescribe a queue (ability `admin`).
+#[utoipa::path(patch, path = "/queues/{id}", tag = "queues", request_body = QueuePatch, params(("id" = Uuid, Path)),
+    responses((status = 200, body = QueueOut), (status = 404, body = crate::http::error::Problem),
+              (status = 409, body = crate::http::error::Problem), (status = 422, body = crate::http::error::Problem)),
+    security(("bearer" = []), ("session" = [])))]
+#[tracing::instrument(skip_all, fields(queue.id = %id))]
+pub async fn update_queue(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(id): Path<String>,
+    Json(patch): Json<QueuePatch>,
+) -> ApiResult<axum::Json<QueueOut>> {
+    principal.require(Ability::Admin)?;
+    let id = parse_id(&id, NOT_FOUND, "queue")?;
+    let mut v = Validation::new();
+    if let Some(name) = &patch.name {
+        v.text("name", name, 1, NAME_MAX);
+    }
+    v.optional_text(
+        "description",
+        patch.description.clone().flatten().as_deref(),
+        DESCRIPTION_MAX,
+    );
+    v.finish().map_err(ApiError::validation)?;
+    let mut tx = state.db.begin().await?;
+    let queue = queues::update(
+        &mut tx,
+        principal.org(),
+        id,
+        patch.name.as_deref().map(str::trim),
+        patch
+            .description
+            .as_ref()
+            .map(|d| d.as_deref().map(str::trim)),
+    )
+    .await
+    .map_err(conflict_or)?
+    .ok_or_else(|| ApiError::not_found(NOT_FOUND, "queue"))?;
+    tx.commit().await?;
+    Ok(axum::Json(queue.into()))
+}
+
+/// Delete a queue (ability `admin`; refused with 409 `QUEUE_IN_USE` while tickets are in it).
+#[utoipa::path(delete, path = "/queues/{id}", tag = "queues", params(("id" = Uuid, Path)),
+    responses((status = 204), (status = 404, body = crate::http::error::Problem), (status = 409, body = crate::http::error::Problem)),
+    security(("bearer" = []), ("session" = [])))]
+#[tracing::instrument(skip_all, fields(queue.id = %id))]
+pub async fn delete_queue(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(id): Path<String>,
+) -> ApiResult<StatusCode> {
+    principal.require(Ability::Admin)?;
+    let id = parse_id(&id, NOT_FOUND, "queue")?;
+    let mut tx = state.db.begin().await?;
+    let deleted = queues::delete(&mut tx, principal.org(), id)
+        .await
+        .map_err(|e| match e {
+            StoreError::InUse { .. } => {
+                ApiError::conflict("QUEUE_IN_USE", "tickets are still in this queue")
+            }
+            other => other.into(),
+        })?;
+    if !deleted {
+        return Err(ApiError::not_found(NOT_FOUND, "queue"));
+    }
+    tx.commit().await?;
+    Ok(StatusCode::NO_CONTENT)
+}

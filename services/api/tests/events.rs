@@ -1,0 +1,116 @@
+//! Every change reaches `<prefix>.events` through the outbox, after its commit.
+#![allow(clippy::unwrap_used)]
+
+use std::time::Duration;
+
+use serde_json::json;
+use sqlx::PgPool;
+use tickiti_testkit::{EventTap, TestApp};
+
+#[sqlx::test(migrator = "tickiti_store::MIGRATOR")]
+async fn changes_publish_their_events_once_confirmed(db: PgPool) {
+    let app = TestApp::spawn(db.clone()).await;
+    let tap = EventTap::bind(&app.prefix).await;
+    let org = app.org("Acme").await;
+    let (agent_id, agent_email, _) = app
+        .user(&org, "Ann Lee", tickiti_domain::Role::Agent, &[tickiti_domain::Ability::All])
+        .await;
+
+    let ticket = app.ticket(&org.token, "Events").await;
+    let id = ticket["id"].as_str().unwrap();
+    app.patch(&format!("/api/v1/tickets/{id}"), &org.token, json!({ "assignee_id": agent_id, "status": "closed" }))
+        .await;
+    let reply = app
+        .post(&format!("/api/v1/tickets/{id}/messages"), &org.token, json!({ "body": format!("@annlee and @{agent_email}: look") }))
+        .await;
+    assert_eq!(reply.status, 201);
+    app.post(&format!("/api/v1/tickets/{id}/messages"), &org.token, json!({ "body": "internal", "visibility": "internal" }))
+        .await;
+    app.delete(&format!("/api/v1/tickets/{id}"), &org.token).await;
+
+    let expected = [
+        "contact.created",
+        "ticket.created",
+        "ticket.updated",
+        "ticket.assigned",
+        "ticket.status_changed",
+        "ticket.closed",
+        "message.created",
+        "ticket.message.created",
+        "mention.created",
+        "message.created",
+        "ticket.deleted",
+    ];
+    let events = tap.wait_for(expected.len(), Duration::from_secs(15)).await;
+    let mut kinds: Vec<&str> = events.iter().map(|e| e["event"].as_str().unwrap()).collect();
+    let mut want = expected.to_vec();
+    kinds.sort_unstable();
+    want.sort_unstable();
+    assert_eq!(kinds, want, "exactly these events, each once (one mention for two handles of one user)");
+    for event in &events {
+        assert_eq!(event["organization_id"], json!(org.id));
+        assert!(event["id"].is_string() && event["occurred_at"].is_string());
+    }
+    let created = events.iter().find(|e| e["event"] == "ticket.created").unwrap();
+    assert_eq!(created["data"]["contact"]["email"], "customer@example.com");
+    assert_eq!(created["data"]["code"], ticket["code"]);
+
+    let unpublished: i64 = sqlx::query_scalar("SELECT count(*) FROM outbox WHERE published_at IS NULL")
+        .fetch_one(&db)
+        .await
+        .unwrap();
+    assert_eq!(unpublished, 0);
+    tap.cleanup().await;
+}
+
+#[sqlx::test(migrator = "tickiti_store::MIGRATOR")]
+async fn health_readiness_and_openapi(db: PgPool) {
+    let app = TestApp::spawn(db).await;
+    let health = app.client.get(app.url("/healthz")).send().await.unwrap();
+    assert_eq!(health.status(), 200);
+    // Ready once the broker connection is up.
+    let mut ready = 0;
+    for _ in 0..100 {
+        ready = app.client.get(app.url("/readyz")).send().await.unwrap().status().as_u16();
+        if ready == 200 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(ready, 200);
+
+    let spec: serde_json::Value = app.client.get(app.url("/api/v1/openapi.json")).send().await.unwrap().json().await.unwrap();
+    assert!(spec["openapi"].as_str().unwrap().starts_with("3.1"));
+    let paths = spec["paths"].as_object().unwrap();
+    for (path, method) in [
+        ("/api/v1/tickets", "post"),
+        ("/api/v1/tickets/{id}", "patch"),
+        ("/api/v1/tickets/{id}/messages", "post"),
+        ("/api/v1/tickets/{id}/audit", "get"),
+        ("/api/v1/contacts/{id}", "delete"),
+        ("/api/v1/tickets/{id}/time-entries", "post"),
+        ("/api/v1/time-entries/{id}", "patch"),
+        ("/api/v1/queues", "post"),
+        ("/api/v1/me", "get"),
+        ("/api/v1/users/{id}", "patch"),
+        ("/api/v1/tokens", "post"),
+        ("/api/v1/perspectives/counts", "get"),
+        ("/api/v1/mentions/{id}/ack", "post"),
+        ("/api/v1/auth/login", "post"),
+    ] {
+        assert!(paths.get(path).and_then(|p| p.get(method)).is_some(), "{method} {path} missing from the OpenAPI document");
+    }
+}
+
+#[sqlx::test(migrator = "tickiti_store::MIGRATOR")]
+async fn readyz_reports_a_broker_that_is_unreachable(db: PgPool) {
+    let app = TestApp::spawn_with(db, |config| config.amqp_url = "amqp://guest:guest@127.0.0.1:1/%2f".into()).await;
+    let org = app.org("Acme").await;
+    let ready = app.client.get(app.url("/readyz")).send().await.unwrap();
+    assert_eq!(ready.status(), 503);
+    let body: serde_json::Value = ready.json().await.unwrap();
+    assert_eq!(body["broker"], "down");
+    assert_eq!(body["database"], "up");
+    // Writes still work: the outbox holds the events.
+    app.ticket(&org.token, "While the broker is away").await;
+}
