@@ -114,3 +114,32 @@ async fn readyz_reports_a_broker_that_is_unreachable(db: PgPool) {
     // Writes still work: the outbox holds the events.
     app.ticket(&org.token, "While the broker is away").await;
 }
+
+#[sqlx::test(migrator = "tickiti_store::MIGRATOR")]
+async fn no_event_is_published_before_its_commit(db: PgPool) {
+    let app = TestApp::spawn(db.clone()).await;
+    let tap = EventTap::bind(&app.prefix).await;
+    let org = app.org("Acme").await;
+
+    let mut tx = db.begin().await.unwrap();
+    let event = tickiti_domain::EventEnvelope::new(tickiti_domain::EventType::TicketUpdated, org.id, json!({ "probe": true }));
+    tickiti_store::outbox::append(&mut tx, &event).await.unwrap();
+    // Longer than the relay's poll interval, with other commits waking it meanwhile.
+    for i in 0..3 {
+        app.ticket(&org.token, &format!("noise {i}")).await;
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let probe = |events: &[serde_json::Value]| events.iter().filter(|e| e["data"]["probe"] == true).count();
+    assert_eq!(probe(&tap.events().await), 0, "published before its transaction committed");
+    tx.commit().await.unwrap();
+    let mut seen = 0;
+    for _ in 0..100 {
+        seen = probe(&tap.events().await);
+        if seen > 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(seen, 1, "published once after its commit");
+    tap.cleanup().await;
+}

@@ -131,8 +131,13 @@ fn check_filters(params: &TicketFilterParams, v: &mut Validation) {
 }
 
 /// A filter as stored: only the names that are set.
-fn store_filters(params: &TicketFilterParams) -> ApiResult<serde_json::Value> {
-    serde_json::to_value(params).map_err(|e| ApiError::internal(&e))
+fn store_filters(params: &TicketFilterParams) -> Result<serde_json::Value, serde_json::Error> {
+    serde_json::to_value(params)
+}
+
+/// A serialization failure, answered as 500.
+fn internal(error: serde_json::Error) -> ApiError {
+    ApiError::internal(&error)
 }
 
 /// A stored filter, parsed; `None` (logged) if it no longer parses.
@@ -157,12 +162,12 @@ fn stored_filter(p: &Perspective) -> Option<TicketFilter> {
     }
 }
 
-/// 403 unless the caller may change a perspective: shared ones need `admin`, private ones `tickets:write`.
-fn require_write(principal: &Principal, shared: bool) -> ApiResult<()> {
+/// The ability that changing a perspective needs: `admin` for a shared one, `tickets:write` for a private one.
+fn write_ability(shared: bool) -> Ability {
     if shared {
-        principal.require(Ability::Admin)
+        Ability::Admin
     } else {
-        principal.require(Ability::TicketsWrite)
+        Ability::TicketsWrite
     }
 }
 
@@ -189,7 +194,7 @@ pub async fn create_defaults(conn: &mut PgConnection, org: Uuid) -> ApiResult<()
                 organization_id: org,
                 user_id: None,
                 name: name.to_owned(),
-                filters: store_filters(&params)?,
+                filters: store_filters(&params).map_err(internal)?,
                 position,
                 created_at: now,
                 updated_at: now,
@@ -242,7 +247,7 @@ pub async fn create_perspective(
     principal: Principal,
     Json(input): Json<PerspectiveIn>,
 ) -> ApiResult<(StatusCode, axum::Json<PerspectiveOut>)> {
-    require_write(&principal, input.shared)?;
+    principal.require(write_ability(input.shared))?;
     let org = principal.org();
     let mut v = Validation::new();
     v.text("name", &input.name, 1, NAME_MAX);
@@ -266,7 +271,7 @@ pub async fn create_perspective(
             organization_id: org,
             user_id: (!input.shared).then_some(principal.user.id),
             name: input.name.trim().to_owned(),
-            filters: store_filters(&input.filters)?,
+            filters: store_filters(&input.filters).map_err(internal)?,
             position,
             created_at: now,
             updated_at: now,
@@ -329,13 +334,13 @@ pub async fn update_perspective(
         perspectives::get_visible(&mut tx, principal.org(), principal.user.id, id)
             .await?
             .ok_or_else(|| ApiError::not_found(NOT_FOUND, "perspective"))?;
-    require_write(&principal, perspective.user_id.is_none())?;
+    principal.require(write_ability(perspective.user_id.is_none()))?;
     v.finish().map_err(ApiError::validation)?;
     if let Some(name) = &patch.name {
         perspective.name = name.trim().to_owned();
     }
     if let Some(filters) = &patch.filters {
-        perspective.filters = store_filters(filters)?;
+        perspective.filters = store_filters(filters).map_err(internal)?;
     }
     if let Some(position) = patch.position {
         perspective.position = position;
@@ -360,7 +365,7 @@ pub async fn delete_perspective(
     let perspective = perspectives::get_visible(&mut tx, principal.org(), principal.user.id, id)
         .await?
         .ok_or_else(|| ApiError::not_found(NOT_FOUND, "perspective"))?;
-    require_write(&principal, perspective.user_id.is_none())?;
+    principal.require(write_ability(perspective.user_id.is_none()))?;
     if !perspectives::delete(&mut tx, principal.org(), perspective.id).await? {
         return Err(ApiError::not_found(NOT_FOUND, "perspective"));
     }

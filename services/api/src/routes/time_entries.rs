@@ -77,7 +77,7 @@ impl From<TimeEntry> for TimeEntryOut {
 #[serde(deny_unknown_fields)]
 pub struct TimeEntryIn {
     /// Minutes spent, 1 to 100000.
-    pub minutes: i64,
+    pub minutes: i32,
     /// What was done (at most 2000 characters).
     pub note: Option<String>,
     /// Who spent the time (default: the caller); a user of the organization.
@@ -89,7 +89,7 @@ pub struct TimeEntryIn {
 #[serde(deny_unknown_fields)]
 pub struct TimeEntryPatch {
     /// Minutes spent, 1 to 100000.
-    pub minutes: Option<i64>,
+    pub minutes: Option<i32>,
     /// What was done.
     #[serde(default, deserialize_with = "nullable")]
     #[schema(value_type = Option<String>)]
@@ -117,11 +117,6 @@ async fn check_user(
         v.error("user_id", "no such user");
     }
     Ok(())
-}
-
-/// Minutes as stored; only called after the range check.
-fn minutes(value: i64) -> ApiResult<i32> {
-    i32::try_from(value).map_err(|_| ApiError::invalid_field("minutes", "is out of range"))
 }
 
 /// A ticket's time entries, oldest first.
@@ -161,7 +156,12 @@ pub async fn create_time_entry(
     principal.require(Ability::TicketsWrite)?;
     let org = principal.org();
     let mut v = Validation::new();
-    v.range("minutes", input.minutes, MINUTES_MIN, MINUTES_MAX);
+    v.range(
+        "minutes",
+        i64::from(input.minutes),
+        MINUTES_MIN,
+        MINUTES_MAX,
+    );
     v.optional_text("note", input.note.as_deref(), NOTE_MAX);
     let user_id = input.user_id.unwrap_or(principal.user.id);
 
@@ -177,7 +177,7 @@ pub async fn create_time_entry(
             organization_id: org,
             ticket_id: ticket.id,
             user_id,
-            minutes: minutes(input.minutes)?,
+            minutes: input.minutes,
             note: clean_note(input.note.as_deref()),
             created_at: now,
             updated_at: now,
@@ -218,7 +218,7 @@ pub async fn update_time_entry(
     let id = parse_id(&id, NOT_FOUND, "time entry")?;
     let mut v = Validation::new();
     if let Some(minutes) = patch.minutes {
-        v.range("minutes", minutes, MINUTES_MIN, MINUTES_MAX);
+        v.range("minutes", i64::from(minutes), MINUTES_MIN, MINUTES_MAX);
     }
     v.optional_text("note", patch.note.clone().flatten().as_deref(), NOTE_MAX);
 
@@ -233,7 +233,7 @@ pub async fn update_time_entry(
 
     let mut after = before.clone();
     if let Some(value) = patch.minutes {
-        after.minutes = minutes(value)?;
+        after.minutes = value;
     }
     if let Some(note) = &patch.note {
         after.note = clean_note(note.as_deref());
