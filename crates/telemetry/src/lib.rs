@@ -5,15 +5,29 @@
 use tracing_subscriber::EnvFilter;
 use tracing_subscriber::fmt::format::FmtSpan;
 
+/// Where log lines go.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Output {
+    /// Standard output: a long-running service's logs.
+    Stdout,
+    /// Standard error: commands whose standard output is their answer.
+    Stderr,
+}
+
 /// Installs the global subscriber for `service`; a second call is a no-op.
-pub fn init(service: &str) {
+pub fn init(service: &str, output: Output) {
     let filter = EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| EnvFilter::new(format!("info,{}=info", service.replace('-', "_"))));
     let json = std::env::var("LOG_FORMAT").is_ok_and(|f| f.eq_ignore_ascii_case("json"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_span_events(FmtSpan::NONE)
-        .with_writer(std::io::stdout);
+        .with_writer(move || -> Box<dyn std::io::Write> {
+            match output {
+                Output::Stdout => Box::new(std::io::stdout()),
+                Output::Stderr => Box::new(std::io::stderr()),
+            }
+        });
     let installed = if json {
         builder
             .json()

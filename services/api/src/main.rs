@@ -69,7 +69,12 @@ enum Admin {
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
-    tickiti_telemetry::init("tickiti-api");
+    // Commands print their JSON answer on stdout, so their logs go to stderr.
+    let output = match cli.command {
+        None | Some(Command::Serve) => tickiti_telemetry::Output::Stdout,
+        Some(_) => tickiti_telemetry::Output::Stderr,
+    };
+    tickiti_telemetry::init("tickiti-api", output);
     match run(cli).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {

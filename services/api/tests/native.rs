@@ -110,7 +110,7 @@ fn help_and_an_unreachable_database() {
     }
     let unreachable = Command::new(BIN)
         .env("DATABASE_URL", "postgres://postgres@127.0.0.1:1/tickiti")
-        .arg("migrate")
+        .env("TICKITI_LISTEN", "127.0.0.1:0")
         .output()
         .unwrap();
     assert!(!unreachable.status.success());

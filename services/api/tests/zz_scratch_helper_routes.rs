@@ -230,3 +230,18 @@ async fn mentions(db: PgPool) {
     assert_eq!(list.body["data"][2]["id"], json!(oldest));
     assert_eq!(app.get("/api/v1/mentions", &org.token).await.body["data"], json!([]));
 }
+
+#[sqlx::test(migrator = "tickiti_store::MIGRATOR")]
+async fn openapi_lists_them(db: PgPool) {
+    let app = TestApp::spawn(db).await;
+    let org = app.org("Acme Inc").await;
+    let doc = app.get("/api/v1/openapi.json", &org.token).await;
+    assert_eq!(doc.status, 200);
+    for path in ["/queues", "/queues/{id}", "/tickets/{id}/time-entries", "/time-entries/{id}", "/me", "/users", "/users/{id}",
+                 "/tokens", "/tokens/{id}", "/perspectives", "/perspectives/counts", "/perspectives/{id}", "/mentions", "/mentions/{id}/ack"] {
+        assert!(doc.body["paths"].get(format!("/api/v1{path}")).is_some(), "{path} missing: {:?}", doc.body["paths"].as_object().unwrap().keys().collect::<Vec<_>>());
+    }
+    let me = &doc.body["components"]["schemas"]["MeOut"];
+    assert!(me.to_string().contains("abilities"), "{me}");
+    println!("{}", serde_json::to_string(me).unwrap());
+}
