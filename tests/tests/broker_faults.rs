@@ -12,7 +12,10 @@ use sqlx::PgPool;
 use tickiti_testkit::{EventTap, TestApp};
 
 fn rabbitmqctl(action: &str) {
-    let status = Command::new("rabbitmqctl").arg(action).status().expect("rabbitmqctl is needed for fault tests");
+    let status = Command::new("rabbitmqctl")
+        .arg(action)
+        .status()
+        .expect("rabbitmqctl is needed for fault tests");
     assert!(status.success(), "rabbitmqctl {action} failed");
 }
 
@@ -26,7 +29,13 @@ impl Drop for RestartOnDrop {
 }
 
 async fn readyz(app: &TestApp) -> u16 {
-    app.client.get(app.url("/readyz")).send().await.unwrap().status().as_u16()
+    app.client
+        .get(app.url("/readyz"))
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
 }
 
 async fn wait_ready(app: &TestApp, want: u16) -> bool {
@@ -54,7 +63,10 @@ async fn fault_broker_stop_loses_no_events(db: PgPool) {
 
     let _restart = RestartOnDrop;
     rabbitmqctl("stop_app");
-    assert!(wait_ready(&app, 503).await, "readyz reports the broker down");
+    assert!(
+        wait_ready(&app, 503).await,
+        "readyz reports the broker down"
+    );
     for i in 0..40 {
         let reply = app
             .post(
@@ -63,14 +75,20 @@ async fn fault_broker_stop_loses_no_events(db: PgPool) {
                 json!({ "subject": format!("during {i}"), "contact": { "email": format!("c{i}@example.com") } }),
             )
             .await;
-        assert_eq!(reply.status, 201, "the api keeps accepting writes while the broker is down");
+        assert_eq!(
+            reply.status, 201,
+            "the api keeps accepting writes while the broker is down"
+        );
         subjects.insert(format!("during {i}"));
     }
     let waiting: i64 = sqlx::query_scalar("SELECT count(*) FROM outbox WHERE published_at IS NULL")
         .fetch_one(&db)
         .await
         .unwrap();
-    assert!(waiting >= 40, "the outbox holds the events while the broker is down ({waiting})");
+    assert!(
+        waiting >= 40,
+        "the outbox holds the events while the broker is down ({waiting})"
+    );
     rabbitmqctl("start_app");
     assert!(wait_ready(&app, 200).await, "the api reconnects");
     for i in 0..10 {
@@ -94,15 +112,26 @@ async fn fault_broker_stop_loses_no_events(db: PgPool) {
     }
     let missing: Vec<_> = subjects.difference(&received).collect();
     assert!(missing.is_empty(), "lost events: {missing:?}");
-    let unpublished: i64 = sqlx::query_scalar("SELECT count(*) FROM outbox WHERE published_at IS NULL")
-        .fetch_one(&db)
-        .await
-        .unwrap();
+    let unpublished: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM outbox WHERE published_at IS NULL")
+            .fetch_one(&db)
+            .await
+            .unwrap();
     assert_eq!(unpublished, 0);
     // Event ids are unique per change; a re-published batch repeats ids, never invents them.
     let events = tap.events().await;
-    let ids: HashSet<_> = events.iter().map(|e| e["id"].as_str().unwrap().to_owned()).collect();
-    let outbox_ids: i64 = sqlx::query_scalar("SELECT count(*) FROM outbox").fetch_one(&db).await.unwrap();
-    assert_eq!(ids.len() as i64, outbox_ids, "one distinct event per outbox row");
+    let ids: HashSet<_> = events
+        .iter()
+        .map(|e| e["id"].as_str().unwrap().to_owned())
+        .collect();
+    let outbox_ids: i64 = sqlx::query_scalar("SELECT count(*) FROM outbox")
+        .fetch_one(&db)
+        .await
+        .unwrap();
+    assert_eq!(
+        ids.len() as i64,
+        outbox_ids,
+        "one distinct event per outbox row"
+    );
     tap.cleanup().await;
 }

@@ -11,7 +11,9 @@ use crate::{FieldError, Priority, TicketStatus, Validation};
 pub const QUERY_MAX: usize = 200;
 
 /// A ticket filter as written by a client: in a query string or a perspective.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema, utoipa::IntoParams)]
+#[derive(
+    Debug, Clone, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema, utoipa::IntoParams,
+)]
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub struct TicketFilterParams {

@@ -26,7 +26,9 @@ pub fn mention_tokens(body: &str) -> Vec<String> {
             prev = Some(d);
             chars.next();
         }
-        let token = body[start..end].trim_end_matches(['.', '-', '_']).to_lowercase();
+        let token = body[start..end]
+            .trim_end_matches(['.', '-', '_'])
+            .to_lowercase();
         if !token.is_empty() && token.len() <= 254 && !tokens.contains(&token) {
             tokens.push(token);
         }

@@ -87,7 +87,11 @@ pub async fn find_or_insert(
 }
 
 /// A contact of the organization.
-pub async fn get(conn: &mut PgConnection, organization_id: Uuid, id: Uuid) -> Result<Option<Contact>> {
+pub async fn get(
+    conn: &mut PgConnection,
+    organization_id: Uuid,
+    id: Uuid,
+) -> Result<Option<Contact>> {
     let row = sqlx::query_as!(
         Contact,
         "SELECT id, organization_id, email, name, company, created_at, updated_at
@@ -128,7 +132,9 @@ pub async fn list(
 
 /// Escapes `%`, `_` and `\` so user text matches literally in LIKE.
 pub fn escape_like(text: &str) -> String {
-    text.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_")
+    text.replace('\\', "\\\\")
+        .replace('%', "\\%")
+        .replace('_', "\\_")
 }
 
 /// Changes to a contact: outer `None` keeps a field, inner `None` clears it.
@@ -172,7 +178,11 @@ pub async fn update(
 }
 
 /// Deletes a contact; `None` when there is none, `InUse` while tickets refer to it.
-pub async fn delete(conn: &mut PgConnection, organization_id: Uuid, id: Uuid) -> Result<Option<Contact>> {
+pub async fn delete(
+    conn: &mut PgConnection,
+    organization_id: Uuid,
+    id: Uuid,
+) -> Result<Option<Contact>> {
     let row = sqlx::query_as!(
         Contact,
         "DELETE FROM contacts WHERE organization_id = $1 AND id = $2

@@ -50,7 +50,11 @@ pub const RETENTION_HOURS: i32 = 24;
 pub const STALE_CLAIM_SECONDS: i32 = 120;
 
 /// Claims a key for a request with this body hash.
-pub async fn claim(conn: &mut PgConnection, scope: &KeyScope, request_hash: &[u8]) -> Result<Claim> {
+pub async fn claim(
+    conn: &mut PgConnection,
+    scope: &KeyScope,
+    request_hash: &[u8],
+) -> Result<Claim> {
     // Insert, or take over a row that expired or whose claim went stale; in
     // both cases the row is ours. Otherwise read what is there.
     let claimed = sqlx::query_scalar!(
@@ -105,7 +109,11 @@ pub async fn claim(conn: &mut PgConnection, scope: &KeyScope, request_hash: &[u8
 }
 
 /// Stores the answer of a claimed key.
-pub async fn complete(conn: &mut PgConnection, scope: &KeyScope, response: &StoredResponse) -> Result<()> {
+pub async fn complete(
+    conn: &mut PgConnection,
+    scope: &KeyScope,
+    response: &StoredResponse,
+) -> Result<()> {
     sqlx::query!(
         "UPDATE idempotency_keys SET response_status = $5, response_body = $6, response_content_type = $7
          WHERE organization_id = $1 AND principal = $2 AND route = $3 AND key = $4",

@@ -108,4 +108,3 @@ pub async fn acknowledge(
     .await?;
     Ok(existing.map(|m| (m, false)))
 }
-

@@ -28,7 +28,12 @@ fn sequence_name(organization_id: Uuid) -> String {
 }
 
 /// Inserts an organization and creates its ticket number sequence.
-pub async fn insert(conn: &mut PgConnection, id: Uuid, name: &str, code_prefix: &str) -> Result<()> {
+pub async fn insert(
+    conn: &mut PgConnection,
+    id: Uuid,
+    name: &str,
+    code_prefix: &str,
+) -> Result<()> {
     sqlx::query!(
         "INSERT INTO organizations (id, name, code_prefix) VALUES ($1, $2, $3)",
         id,
@@ -38,9 +43,12 @@ pub async fn insert(conn: &mut PgConnection, id: Uuid, name: &str, code_prefix: 
     .execute(&mut *conn)
     .await?;
     // DDL takes no bind parameters; the name is built from a UUID's hex digits only.
-    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE SEQUENCE {}", sequence_name(id))))
-        .execute(&mut *conn)
-        .await?;
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "CREATE SEQUENCE {}",
+        sequence_name(id)
+    )))
+    .execute(&mut *conn)
+    .await?;
     Ok(())
 }
 

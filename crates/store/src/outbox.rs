@@ -56,9 +56,12 @@ pub async fn claim_batch(conn: &mut PgConnection, limit: i64) -> Result<Vec<Pend
 
 /// Marks events published (after the broker confirmed them).
 pub async fn mark_published(conn: &mut PgConnection, ids: &[Uuid]) -> Result<()> {
-    sqlx::query!("UPDATE outbox SET published_at = now() WHERE id = ANY($1)", ids)
-        .execute(conn)
-        .await?;
+    sqlx::query!(
+        "UPDATE outbox SET published_at = now() WHERE id = ANY($1)",
+        ids
+    )
+    .execute(conn)
+    .await?;
     Ok(())
 }
 
@@ -75,8 +78,9 @@ pub async fn prune_published(conn: &mut PgConnection, hours: i32) -> Result<u64>
 
 /// How many events wait to be published (for `/readyz` detail and metrics).
 pub async fn backlog(conn: &mut PgConnection) -> Result<i64> {
-    let n = sqlx::query_scalar!(r#"SELECT count(*) AS "n!" FROM outbox WHERE published_at IS NULL"#)
-        .fetch_one(conn)
-        .await?;
+    let n =
+        sqlx::query_scalar!(r#"SELECT count(*) AS "n!" FROM outbox WHERE published_at IS NULL"#)
+            .fetch_one(conn)
+            .await?;
     Ok(n)
 }

@@ -47,7 +47,11 @@ pub async fn insert(conn: &mut PgConnection, p: &Perspective) -> Result<Perspect
 }
 
 /// The perspectives `user_id` sees: shared ones and their own, in order.
-pub async fn list_visible(conn: &mut PgConnection, organization_id: Uuid, user_id: Uuid) -> Result<Vec<Perspective>> {
+pub async fn list_visible(
+    conn: &mut PgConnection,
+    organization_id: Uuid,
+    user_id: Uuid,
+) -> Result<Vec<Perspective>> {
     let rows = sqlx::query_as!(
         Perspective,
         "SELECT id, organization_id, user_id, name, filters, position, created_at, updated_at

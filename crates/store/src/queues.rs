@@ -49,7 +49,11 @@ pub async fn insert(
 }
 
 /// A queue of the organization.
-pub async fn get(conn: &mut PgConnection, organization_id: Uuid, id: Uuid) -> Result<Option<Queue>> {
+pub async fn get(
+    conn: &mut PgConnection,
+    organization_id: Uuid,
+    id: Uuid,
+) -> Result<Option<Queue>> {
     let row = sqlx::query_as!(
         Queue,
         "SELECT id, organization_id, name, description, created_at, updated_at
@@ -63,7 +67,11 @@ pub async fn get(conn: &mut PgConnection, organization_id: Uuid, id: Uuid) -> Re
 }
 
 /// A queue of the organization by name (case-insensitive).
-pub async fn find_by_name(conn: &mut PgConnection, organization_id: Uuid, name: &str) -> Result<Option<Queue>> {
+pub async fn find_by_name(
+    conn: &mut PgConnection,
+    organization_id: Uuid,
+    name: &str,
+) -> Result<Option<Queue>> {
     let row = sqlx::query_as!(
         Queue,
         "SELECT id, organization_id, name, description, created_at, updated_at

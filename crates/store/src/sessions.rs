@@ -4,8 +4,8 @@ use sqlx::PgConnection;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use crate::users::User;
 use crate::Result;
+use crate::users::User;
 
 /// Inserts a session.
 pub async fn insert(
@@ -31,7 +31,10 @@ pub async fn insert(
 }
 
 /// The live session with this hash: its user and CSRF token.
-pub async fn authenticate(conn: &mut PgConnection, id_hash: &[u8]) -> Result<Option<(User, String)>> {
+pub async fn authenticate(
+    conn: &mut PgConnection,
+    id_hash: &[u8],
+) -> Result<Option<(User, String)>> {
     let row = sqlx::query!(
         "SELECT s.csrf_token, u.id, u.organization_id, u.email, u.name, u.role,
                 u.realtime_notifications, u.created_at, u.updated_at

@@ -76,7 +76,12 @@ pub async fn insert(conn: &mut PgConnection, ticket: &Ticket) -> Result<Ticket> 
 
 /// A ticket of the organization; `lock` takes a row lock until the
 /// transaction ends (read-modify-write without lost updates).
-pub async fn get(conn: &mut PgConnection, organization_id: Uuid, id: Uuid, lock: bool) -> Result<Option<Ticket>> {
+pub async fn get(
+    conn: &mut PgConnection,
+    organization_id: Uuid,
+    id: Uuid,
+    lock: bool,
+) -> Result<Option<Ticket>> {
     // FOR UPDATE OF t: lock the ticket, not its contact.
     let row = if lock {
         sqlx::query_as!(
@@ -136,7 +141,11 @@ pub async fn save(conn: &mut PgConnection, ticket: &Ticket) -> Result<Ticket> {
 }
 
 /// Marks a ticket changed without changing a field (a message was added).
-pub async fn touch(conn: &mut PgConnection, organization_id: Uuid, id: Uuid) -> Result<Option<Ticket>> {
+pub async fn touch(
+    conn: &mut PgConnection,
+    organization_id: Uuid,
+    id: Uuid,
+) -> Result<Option<Ticket>> {
     sqlx::query!(
         "UPDATE tickets SET version = version + 1, updated_at = now() WHERE organization_id = $1 AND id = $2",
         organization_id,
@@ -243,7 +252,12 @@ pub async fn list(
 }
 
 /// How many of the organization's tickets match `filter`.
-pub async fn count(conn: &mut PgConnection, organization_id: Uuid, filter: &TicketFilter, me: Uuid) -> Result<i64> {
+pub async fn count(
+    conn: &mut PgConnection,
+    organization_id: Uuid,
+    filter: &TicketFilter,
+    me: Uuid,
+) -> Result<i64> {
     let args = FilterArgs::new(filter, me);
     let n = sqlx::query_scalar!(
         r#"SELECT count(*) AS "n!"

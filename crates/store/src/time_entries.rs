@@ -47,7 +47,11 @@ pub async fn insert(conn: &mut PgConnection, entry: &TimeEntry) -> Result<TimeEn
 }
 
 /// A time entry of the organization, locked until the transaction ends.
-pub async fn get(conn: &mut PgConnection, organization_id: Uuid, id: Uuid) -> Result<Option<TimeEntry>> {
+pub async fn get(
+    conn: &mut PgConnection,
+    organization_id: Uuid,
+    id: Uuid,
+) -> Result<Option<TimeEntry>> {
     let row = sqlx::query_as!(
         TimeEntry,
         "SELECT id, organization_id, ticket_id, user_id, minutes, note, created_at, updated_at
@@ -103,7 +107,11 @@ pub async fn save(conn: &mut PgConnection, entry: &TimeEntry) -> Result<TimeEntr
 }
 
 /// Deletes an entry; the deleted row, if there was one.
-pub async fn delete(conn: &mut PgConnection, organization_id: Uuid, id: Uuid) -> Result<Option<TimeEntry>> {
+pub async fn delete(
+    conn: &mut PgConnection,
+    organization_id: Uuid,
+    id: Uuid,
+) -> Result<Option<TimeEntry>> {
     let row = sqlx::query_as!(
         TimeEntry,
         "DELETE FROM time_entries WHERE organization_id = $1 AND id = $2

@@ -57,7 +57,10 @@ pub async fn insert(
 }
 
 /// The token with this hash and its user.
-pub async fn authenticate(conn: &mut PgConnection, token_hash: &[u8]) -> Result<Option<(Token, User)>> {
+pub async fn authenticate(
+    conn: &mut PgConnection,
+    token_hash: &[u8],
+) -> Result<Option<(Token, User)>> {
     let row = sqlx::query!(
         "SELECT t.id, t.organization_id, t.user_id, t.name AS token_name, t.token_prefix, t.abilities,
                 t.created_at AS token_created_at,
@@ -118,7 +121,12 @@ pub async fn list_for_user(
 }
 
 /// Deletes a user's token; whether it existed.
-pub async fn delete(conn: &mut PgConnection, organization_id: Uuid, user_id: Uuid, id: Uuid) -> Result<bool> {
+pub async fn delete(
+    conn: &mut PgConnection,
+    organization_id: Uuid,
+    user_id: Uuid,
+    id: Uuid,
+) -> Result<bool> {
     let done = sqlx::query!(
         "DELETE FROM api_tokens WHERE organization_id = $1 AND user_id = $2 AND id = $3",
         organization_id,

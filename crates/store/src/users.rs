@@ -67,7 +67,10 @@ pub async fn insert(conn: &mut PgConnection, user: &NewUser<'_>) -> Result<User>
 }
 
 /// A user and the password hash to check at sign-in, by e-mail (any organization).
-pub async fn find_for_login(conn: &mut PgConnection, email: &str) -> Result<Option<(User, String)>> {
+pub async fn find_for_login(
+    conn: &mut PgConnection,
+    email: &str,
+) -> Result<Option<(User, String)>> {
     let row = sqlx::query!(
         "SELECT id, organization_id, email, name, role, realtime_notifications, created_at, updated_at, password_hash
          FROM users WHERE lower(email) = lower($1)",
@@ -133,7 +136,10 @@ pub async fn list(
 }
 
 /// Every user of the organization: id, name and e-mail (to resolve mentions).
-pub async fn directory(conn: &mut PgConnection, organization_id: Uuid) -> Result<Vec<(Uuid, String, String)>> {
+pub async fn directory(
+    conn: &mut PgConnection,
+    organization_id: Uuid,
+) -> Result<Vec<(Uuid, String, String)>> {
     let rows = sqlx::query!(
         "SELECT id, name, email FROM users WHERE organization_id = $1 ORDER BY id",
         organization_id

@@ -102,12 +102,14 @@ impl TestApp {
     /// Creates an organization with an admin and a `*` token.
     pub async fn org(&self, name: &str) -> TestOrg {
         let email = format!("admin-{}@example.com", Uuid::now_v7().simple());
-        let (id, admin_id) = tickiti_api::admin::create_organization(&self.db, name, &email, PASSWORD)
-            .await
-            .unwrap();
-        let (_, token) = tickiti_api::admin::create_token(&self.db, &email, "test", &[Ability::All])
-            .await
-            .unwrap();
+        let (id, admin_id) =
+            tickiti_api::admin::create_organization(&self.db, name, &email, PASSWORD)
+                .await
+                .unwrap();
+        let (_, token) =
+            tickiti_api::admin::create_token(&self.db, &email, "test", &[Ability::All])
+                .await
+                .unwrap();
         TestOrg {
             id,
             admin_id,
@@ -118,8 +120,18 @@ impl TestApp {
     }
 
     /// Adds a user to `org` and returns (user id, e-mail, a token with `abilities`).
-    pub async fn user(&self, org: &TestOrg, name: &str, role: Role, abilities: &[Ability]) -> (Uuid, String, String) {
-        let email = format!("{}-{}@example.com", name.to_lowercase().replace(' ', "."), Uuid::now_v7().simple());
+    pub async fn user(
+        &self,
+        org: &TestOrg,
+        name: &str,
+        role: Role,
+        abilities: &[Ability],
+    ) -> (Uuid, String, String) {
+        let email = format!(
+            "{}-{}@example.com",
+            name.to_lowercase().replace(' ', "."),
+            Uuid::now_v7().simple()
+        );
         let id = tickiti_api::admin::create_user(&self.db, org.id, &email, name, PASSWORD, role)
             .await
             .unwrap();
@@ -130,8 +142,17 @@ impl TestApp {
     }
 
     /// Sends a JSON request with a bearer token; returns status, headers and JSON body (Null when empty).
-    pub async fn call(&self, method: reqwest::Method, path: &str, token: &str, body: Option<Value>) -> Reply {
-        let mut request = self.client.request(method, self.url(path)).bearer_auth(token);
+    pub async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        token: &str,
+        body: Option<Value>,
+    ) -> Reply {
+        let mut request = self
+            .client
+            .request(method, self.url(path))
+            .bearer_auth(token);
         if let Some(body) = body {
             request = request.json(&body);
         }
@@ -145,12 +166,14 @@ impl TestApp {
 
     /// `POST` JSON with a token.
     pub async fn post(&self, path: &str, token: &str, body: Value) -> Reply {
-        self.call(reqwest::Method::POST, path, token, Some(body)).await
+        self.call(reqwest::Method::POST, path, token, Some(body))
+            .await
     }
 
     /// `PATCH` JSON with a token.
     pub async fn patch(&self, path: &str, token: &str, body: Value) -> Reply {
-        self.call(reqwest::Method::PATCH, path, token, Some(body)).await
+        self.call(reqwest::Method::PATCH, path, token, Some(body))
+            .await
     }
 
     /// `DELETE` with a token.
@@ -205,7 +228,11 @@ impl Reply {
         } else {
             serde_json::from_str(&text).unwrap_or(Value::String(text))
         };
-        Reply { status, headers, body }
+        Reply {
+            status,
+            headers,
+            body,
+        }
     }
 
     /// A header's value as text.
@@ -240,7 +267,10 @@ impl EventTap {
             },
             shutdown.clone(),
         );
-        assert!(bus.wait_connected(Duration::from_secs(10)).await, "RabbitMQ is not reachable");
+        assert!(
+            bus.wait_connected(Duration::from_secs(10)).await,
+            "RabbitMQ is not reachable"
+        );
         let queue = format!("{prefix}.test.tap");
         let spec = ConsumerSpec {
             queue: queue.clone(),
@@ -258,7 +288,12 @@ impl EventTap {
                 Outcome::Ack
             }
         });
-        EventTap { bus, queue, received, shutdown }
+        EventTap {
+            bus,
+            queue,
+            received,
+            shutdown,
+        }
     }
 
     /// Waits until `count` events arrived (or `timeout`); returns what arrived, as JSON.

@@ -38,7 +38,12 @@ fn email_taken(error: tickiti_store::StoreError) -> ApiError {
 }
 
 /// Creates an organization with its first admin and its default perspectives.
-pub async fn create_organization(db: &PgPool, name: &str, admin_email: &str, admin_password: &str) -> ApiResult<(Uuid, Uuid)> {
+pub async fn create_organization(
+    db: &PgPool,
+    name: &str,
+    admin_email: &str,
+    admin_password: &str,
+) -> ApiResult<(Uuid, Uuid)> {
     let mut v = Validation::new();
     v.text("name", name, 1, 200);
     v.finish().map_err(ApiError::validation)?;
@@ -47,7 +52,13 @@ pub async fn create_organization(db: &PgPool, name: &str, admin_email: &str, adm
     let password_hash = hash(admin_password).await?;
     let org_id = new_id();
     let mut tx = db.begin().await?;
-    organizations::insert(&mut tx, org_id, name.trim(), &tickiti_domain::organization::code_prefix(name)).await?;
+    organizations::insert(
+        &mut tx,
+        org_id,
+        name.trim(),
+        &tickiti_domain::organization::code_prefix(name),
+    )
+    .await?;
     let user = users::insert(
         &mut tx,
         &users::NewUser {
@@ -67,12 +78,22 @@ pub async fn create_organization(db: &PgPool, name: &str, admin_email: &str, adm
 }
 
 /// Adds a user to an organization.
-pub async fn create_user(db: &PgPool, org: Uuid, email: &str, name: &str, password: &str, role: Role) -> ApiResult<Uuid> {
+pub async fn create_user(
+    db: &PgPool,
+    org: Uuid,
+    email: &str,
+    name: &str,
+    password: &str,
+    role: Role,
+) -> ApiResult<Uuid> {
     validate_user(email, name, password)?;
     let password_hash = hash(password).await?;
     let mut conn = db.acquire().await?;
     if organizations::get(&mut conn, org).await?.is_none() {
-        return Err(ApiError::not_found("ORGANIZATION_NOT_FOUND", "organization"));
+        return Err(ApiError::not_found(
+            "ORGANIZATION_NOT_FOUND",
+            "organization",
+        ));
     }
     let user = users::insert(
         &mut conn,
@@ -91,12 +112,23 @@ pub async fn create_user(db: &PgPool, org: Uuid, email: &str, name: &str, passwo
 }
 
 /// Issues a token for the user with this e-mail; returns its id and the secret (shown once).
-pub async fn create_token(db: &PgPool, email: &str, name: &str, abilities: &[Ability]) -> ApiResult<(Uuid, String)> {
+pub async fn create_token(
+    db: &PgPool,
+    email: &str,
+    name: &str,
+    abilities: &[Ability],
+) -> ApiResult<(Uuid, String)> {
     let mut conn = db.acquire().await?;
     let user = users::find_by_email(&mut conn, email)
         .await?
         .ok_or_else(|| ApiError::not_found("USER_NOT_FOUND", "user"))?;
-    let (token, secret) =
-        crate::routes::tokens::issue_token(&mut conn, user.organization_id, user.id, name, abilities).await?;
+    let (token, secret) = crate::routes::tokens::issue_token(
+        &mut conn,
+        user.organization_id,
+        user.id,
+        name,
+        abilities,
+    )
+    .await?;
     Ok((token.id, secret))
 }

@@ -33,9 +33,15 @@ pub fn router(state: AppState) -> (Router, utoipa::openapi::OpenApi) {
             axum::routing::get(move || std::future::ready(axum::Json(spec.clone()))),
         )
         .merge(routes::health::router())
-        .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "ROUTE_NOT_FOUND", "no such route") })
+        .fallback(|| async {
+            ApiError::new(StatusCode::NOT_FOUND, "ROUTE_NOT_FOUND", "no such route")
+        })
         .method_not_allowed_fallback(|| async {
-            ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "METHOD_NOT_ALLOWED", "this route does not take this method")
+            ApiError::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "METHOD_NOT_ALLOWED",
+                "this route does not take this method",
+            )
         })
         .layer(from_fn_with_state(state.clone(), guard::authenticate))
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
@@ -75,7 +81,12 @@ pub struct Api {
 
 /// Starts the api on an already-bound listener with a migrated database:
 /// the HTTP server, the outbox relay and housekeeping, all stopped by `shutdown`.
-pub fn serve(listener: TcpListener, db: PgPool, config: Config, shutdown: CancellationToken) -> anyhow::Result<Api> {
+pub fn serve(
+    listener: TcpListener,
+    db: PgPool,
+    config: Config,
+    shutdown: CancellationToken,
+) -> anyhow::Result<Api> {
     let addr = listener.local_addr()?;
     config.master_key_bytes()?;
     let bus = Bus::start(
@@ -87,21 +98,32 @@ pub fn serve(listener: TcpListener, db: PgPool, config: Config, shutdown: Cancel
         shutdown.clone(),
     );
     let state = AppState::new(db, bus, config);
-    let relay = tokio::spawn(crate::relay::run(state.db.clone(), state.bus.clone(), shutdown.clone()));
+    let relay = tokio::spawn(crate::relay::run(
+        state.db.clone(),
+        state.bus.clone(),
+        shutdown.clone(),
+    ));
     let housekeeping = tokio::spawn(housekeeping(state.clone(), shutdown.clone()));
     let (app, _) = router(state);
     let stop = shutdown.clone();
     let finished = tokio::spawn(async move {
         tracing::info!(%addr, "tickiti-api listening");
-        let served = axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
-            .with_graceful_shutdown(stop.cancelled_owned())
-            .await;
+        let served = axum::serve(
+            listener,
+            app.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(stop.cancelled_owned())
+        .await;
         // In-flight requests are done; let the relay finish its batch.
         let _ = relay.await;
         housekeeping.abort();
         served.map_err(Into::into)
     });
-    Ok(Api { addr, shutdown, finished })
+    Ok(Api {
+        addr,
+        shutdown,
+        finished,
+    })
 }
 
 /// Periodic clean-up: expired sessions, old idempotency keys, published
@@ -126,4 +148,3 @@ async fn housekeeping(state: AppState, shutdown: CancellationToken) {
         }
     }
 }
-

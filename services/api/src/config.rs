@@ -21,10 +21,18 @@ pub struct Config {
     #[arg(long, env = "TICKITI_LISTEN", default_value = "0.0.0.0:8080")]
     pub listen: SocketAddr,
     /// Postgres connection URL.
-    #[arg(long, env = "DATABASE_URL", default_value = "postgres://postgres@127.0.0.1:5432/tickiti")]
+    #[arg(
+        long,
+        env = "DATABASE_URL",
+        default_value = "postgres://postgres@127.0.0.1:5432/tickiti"
+    )]
     pub database_url: String,
     /// RabbitMQ connection URL.
-    #[arg(long, env = "AMQP_URL", default_value = "amqp://guest:guest@127.0.0.1:5672/%2f")]
+    #[arg(
+        long,
+        env = "AMQP_URL",
+        default_value = "amqp://guest:guest@127.0.0.1:5672/%2f"
+    )]
     pub amqp_url: String,
     /// Prefix of every exchange and queue name.
     #[arg(long, env = "TICKITI_BUS_PREFIX", default_value = "tickiti")]
@@ -92,8 +100,12 @@ impl Config {
                 let bytes = base64::engine::general_purpose::STANDARD
                     .decode(encoded.trim())
                     .map_err(|e| anyhow::anyhow!("TICKITI_MASTER_KEY is not base64: {e}"))?;
-                <[u8; 32]>::try_from(bytes.as_slice())
-                    .map_err(|_| anyhow::anyhow!("TICKITI_MASTER_KEY must decode to 32 bytes, got {}", bytes.len()))
+                <[u8; 32]>::try_from(bytes.as_slice()).map_err(|_| {
+                    anyhow::anyhow!(
+                        "TICKITI_MASTER_KEY must decode to 32 bytes, got {}",
+                        bytes.len()
+                    )
+                })
             }
             (None, Environment::Production) => {
                 anyhow::bail!("TICKITI_MASTER_KEY is required when TICKITI_ENV=production")
@@ -121,7 +133,10 @@ mod tests {
     fn rate_limits() {
         assert_eq!(
             parse_rate_limit("600/min"),
-            Ok(RateLimit::Per { count: 600, period: Duration::from_secs(60) })
+            Ok(RateLimit::Per {
+                count: 600,
+                period: Duration::from_secs(60)
+            })
         );
         assert_eq!(parse_rate_limit("off"), Ok(RateLimit::Off));
         assert!(parse_rate_limit("0/min").is_err());

@@ -30,6 +30,8 @@ enum Command {
     Admin(Admin),
 }
 
+// The variants are the contract's command names (`create-org`, …).
+#[allow(clippy::enum_variant_names)]
 #[derive(Debug, Subcommand)]
 enum Admin {
     /// Create an organization and its first admin.
@@ -104,27 +106,49 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             api.finished.await?
         }
         Command::Admin(admin) => {
-            let out = administer(&db, admin).await.map_err(|e| anyhow::anyhow!("{}: {}", e.code(), e.status()))?;
+            let out = administer(&db, admin)
+                .await
+                .map_err(|e| anyhow::anyhow!("{}: {}", e.code(), e.status()))?;
             println!("{out}");
             Ok(())
         }
     }
 }
 
-async fn administer(db: &sqlx::PgPool, admin: Admin) -> tickiti_api::http::ApiResult<serde_json::Value> {
+async fn administer(
+    db: &sqlx::PgPool,
+    admin: Admin,
+) -> tickiti_api::http::ApiResult<serde_json::Value> {
     use tickiti_api::admin;
     use tickiti_api::http::ApiError;
     Ok(match admin {
-        Admin::CreateOrg { name, admin_email, admin_password } => {
-            let (org, user) = admin::create_organization(db, &name, &admin_email, &admin_password).await?;
+        Admin::CreateOrg {
+            name,
+            admin_email,
+            admin_password,
+        } => {
+            let (org, user) =
+                admin::create_organization(db, &name, &admin_email, &admin_password).await?;
             json!({ "organization_id": org, "user_id": user })
         }
-        Admin::CreateUser { org, email, name, password, role } => {
-            let role: Role = role.parse().map_err(|e: tickiti_domain::UnknownValue| ApiError::invalid_field("role", e.to_string()))?;
+        Admin::CreateUser {
+            org,
+            email,
+            name,
+            password,
+            role,
+        } => {
+            let role: Role = role.parse().map_err(|e: tickiti_domain::UnknownValue| {
+                ApiError::invalid_field("role", e.to_string())
+            })?;
             let user = admin::create_user(db, org, &email, &name, &password, role).await?;
             json!({ "user_id": user })
         }
-        Admin::CreateToken { email, name, abilities } => {
+        Admin::CreateToken {
+            email,
+            name,
+            abilities,
+        } => {
             let abilities = abilities
                 .iter()
                 .map(|a| a.trim().parse::<Ability>())
@@ -140,13 +164,14 @@ async fn wait_for_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {
-        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(term) => term,
-            Err(_) => {
-                let _ = ctrl_c.await;
-                return;
-            }
-        };
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(term) => term,
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
         tokio::select! {
             _ = ctrl_c => {}
             _ = term.recv() => {}

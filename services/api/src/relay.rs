@@ -94,7 +94,8 @@ async fn relay_batch(db: &PgPool, bus: &Bus) -> anyhow::Result<usize> {
             headers: Vec::new(),
         })
         .collect();
-    bus.publish_confirmed(&bus.events_exchange(), &messages).await?;
+    bus.publish_confirmed(&bus.events_exchange(), &messages)
+        .await?;
     let ids: Vec<_> = batch.iter().map(|e| e.id).collect();
     outbox::mark_published(&mut tx, &ids).await?;
     tx.commit().await?;

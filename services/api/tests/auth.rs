@@ -34,11 +34,24 @@ async fn session_cookie_needs_the_csrf_token_for_writes(db: PgPool) {
     assert_eq!(reply.body["user"]["email"], org.admin_email);
     assert!(reply.body["user"].get("password_hash").is_none());
 
-    let me = app.client.get(app.url("/api/v1/me")).header("cookie", &cookie).send().await.unwrap();
+    let me = app
+        .client
+        .get(app.url("/api/v1/me"))
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(me.status(), 200);
 
     let body = json!({ "subject": "From the browser", "contact": { "email": "c@example.com" } });
-    let without = app.client.post(app.url("/api/v1/tickets")).header("cookie", &cookie).json(&body).send().await.unwrap();
+    let without = app
+        .client
+        .post(app.url("/api/v1/tickets"))
+        .header("cookie", &cookie)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
     let without = Reply::read(without).await;
     assert_eq!((without.status, without.code()), (403, "CSRF_FAILED"));
     let with = app
@@ -61,7 +74,13 @@ async fn session_cookie_needs_the_csrf_token_for_writes(db: PgPool) {
         .await
         .unwrap();
     assert_eq!(logout.status(), 204);
-    let after = app.client.get(app.url("/api/v1/me")).header("cookie", &cookie).send().await.unwrap();
+    let after = app
+        .client
+        .get(app.url("/api/v1/me"))
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(after.status(), 401);
 }
 
@@ -71,8 +90,14 @@ async fn wrong_credentials_look_alike_and_repeated_failures_are_slowed(db: PgPoo
     let org = app.org("Acme").await;
     let (wrong_password, _) = login(&app, &org.admin_email, "not the password").await;
     let (unknown, _) = login(&app, "nobody@example.com", "whatever12").await;
-    assert_eq!((wrong_password.status, wrong_password.code()), (401, "INVALID_CREDENTIALS"));
-    assert_eq!((unknown.status, unknown.code()), (401, "INVALID_CREDENTIALS"));
+    assert_eq!(
+        (wrong_password.status, wrong_password.code()),
+        (401, "INVALID_CREDENTIALS")
+    );
+    assert_eq!(
+        (unknown.status, unknown.code()),
+        (401, "INVALID_CREDENTIALS")
+    );
     assert_eq!(wrong_password.body["detail"], unknown.body["detail"]);
 
     for _ in 0..5 {
@@ -90,24 +115,37 @@ async fn wrong_credentials_look_alike_and_repeated_failures_are_slowed(db: PgPoo
 async fn a_token_acts_with_its_abilities_and_its_users_role(db: PgPool) {
     let app = TestApp::spawn(db).await;
     let org = app.org("Acme").await;
-    let (_, _, reader) = app.user(&org, "Reader", Role::Agent, &[Ability::TicketsRead]).await;
+    let (_, _, reader) = app
+        .user(&org, "Reader", Role::Agent, &[Ability::TicketsRead])
+        .await;
     let (_, _, agent_star) = app.user(&org, "Star", Role::Agent, &[Ability::All]).await;
 
     assert_eq!(app.get("/api/v1/tickets", &reader).await.status, 200);
     let write = app
-        .post("/api/v1/tickets", &reader, json!({ "subject": "x", "contact": { "email": "a@example.com" } }))
+        .post(
+            "/api/v1/tickets",
+            &reader,
+            json!({ "subject": "x", "contact": { "email": "a@example.com" } }),
+        )
         .await;
     assert_eq!((write.status, write.code()), (403, "FORBIDDEN"));
     assert_eq!(app.get("/api/v1/contacts", &reader).await.status, 403);
 
     // `*` on an agent's token does not make an admin.
-    let queue = app.post("/api/v1/queues", &agent_star, json!({ "name": "Billing" })).await;
+    let queue = app
+        .post("/api/v1/queues", &agent_star, json!({ "name": "Billing" }))
+        .await;
     assert_eq!(queue.status, 403);
     let me = app.get("/api/v1/me", &agent_star).await;
     let abilities = me.body["abilities"].as_array().unwrap();
     assert!(!abilities.contains(&json!("admin")));
     assert!(abilities.contains(&json!("tickets:write")));
-    assert_eq!(app.post("/api/v1/queues", &org.token, json!({ "name": "Billing" })).await.status, 201);
+    assert_eq!(
+        app.post("/api/v1/queues", &org.token, json!({ "name": "Billing" }))
+            .await
+            .status,
+        201
+    );
 }
 
 #[sqlx::test(migrator = "tickiti_store::MIGRATOR")]
@@ -124,12 +162,25 @@ async fn rate_limit_headers_and_429(db: PgPool) {
         assert_eq!(reply.status, 200);
         assert_eq!(reply.header("ratelimit-limit"), Some("5"));
         assert!(reply.header("ratelimit-reset").is_some());
-        remaining.push(reply.header("ratelimit-remaining").unwrap().parse::<u32>().unwrap());
+        remaining.push(
+            reply
+                .header("ratelimit-remaining")
+                .unwrap()
+                .parse::<u32>()
+                .unwrap(),
+        );
     }
     assert_eq!(remaining, vec![4, 3, 2, 1, 0]);
     let limited = app.get("/api/v1/tickets", &org.token).await;
     assert_eq!((limited.status, limited.code()), (429, "RATE_LIMITED"));
-    assert!(limited.header("retry-after").unwrap().parse::<u64>().unwrap() >= 1);
+    assert!(
+        limited
+            .header("retry-after")
+            .unwrap()
+            .parse::<u64>()
+            .unwrap()
+            >= 1
+    );
     assert_eq!(limited.header("ratelimit-remaining"), Some("0"));
     // The budget is per token.
     assert_eq!(app.get("/api/v1/tickets", &other).await.status, 200);

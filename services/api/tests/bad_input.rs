@@ -8,17 +8,32 @@ use tickiti_testkit::TestApp;
 /// Rows in the tables a bad request could have touched.
 async fn row_counts(db: &PgPool) -> Vec<i64> {
     let mut counts = Vec::new();
-    for table in ["tickets", "contacts", "messages", "outbox", "ticket_audit", "queues", "mentions"] {
-        let n: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!("SELECT count(*) FROM {table}")))
-            .fetch_one(db)
-            .await
-            .unwrap();
+    for table in [
+        "tickets",
+        "contacts",
+        "messages",
+        "outbox",
+        "ticket_audit",
+        "queues",
+        "mentions",
+    ] {
+        let n: i64 =
+            sqlx::query_scalar(sqlx::AssertSqlSafe(format!("SELECT count(*) FROM {table}")))
+                .fetch_one(db)
+                .await
+                .unwrap();
         counts.push(n);
     }
     counts
 }
 
-async fn send_raw(app: &TestApp, method: reqwest::Method, path: &str, token: &str, body: Vec<u8>) -> tickiti_testkit::Reply {
+async fn send_raw(
+    app: &TestApp,
+    method: reqwest::Method,
+    path: &str,
+    token: &str,
+    body: Vec<u8>,
+) -> tickiti_testkit::Reply {
     let response = app
         .client
         .request(method, app.url(path))
@@ -40,7 +55,16 @@ async fn bad_bodies_get_problems_and_change_nothing(db: PgPool) {
     let before = row_counts(&db).await;
 
     let long = "x".repeat(501);
-    let cases: Vec<(&str, reqwest::Method, String, Vec<u8>, u16, &str)> = vec![
+    // (what, method, path, body, status, code)
+    type Case = (
+        &'static str,
+        reqwest::Method,
+        String,
+        Vec<u8>,
+        u16,
+        &'static str,
+    );
+    let cases: Vec<Case> = vec![
         ("broken JSON", reqwest::Method::POST, "/api/v1/tickets".into(), b"{\"subject\": ".to_vec(), 400, "INVALID_JSON"),
         ("not an object", reqwest::Method::POST, "/api/v1/tickets".into(), b"[1,2]".to_vec(), 422, "VALIDATION_FAILED"),
         ("invalid UTF-8", reqwest::Method::POST, "/api/v1/tickets".into(), b"{\"subject\": \"\xff\xfe\"}".to_vec(), 400, "INVALID_JSON"),
@@ -75,7 +99,11 @@ async fn bad_bodies_get_problems_and_change_nothing(db: PgPool) {
         let reply = send_raw(&app, method, &path, &org.token, body).await;
         assert_eq!(reply.status, status, "{name}: {}", reply.body);
         assert_eq!(reply.code(), code, "{name}: {}", reply.body);
-        assert_eq!(reply.header("content-type"), Some("application/problem+json"), "{name}");
+        assert_eq!(
+            reply.header("content-type"),
+            Some("application/problem+json"),
+            "{name}"
+        );
         assert!(reply.body["detail"].is_string(), "{name}");
     }
     let field = send_raw(
@@ -83,11 +111,24 @@ async fn bad_bodies_get_problems_and_change_nothing(db: PgPool) {
         reqwest::Method::POST,
         "/api/v1/tickets",
         &org.token,
-        json!({"subject": "a", "contact": {"email": "a@b.co", "age": 3}}).to_string().into_bytes(),
+        json!({"subject": "a", "contact": {"email": "a@b.co", "age": 3}})
+            .to_string()
+            .into_bytes(),
     )
     .await;
-    assert!(field.body["errors"][0]["message"].as_str().unwrap().contains("age"), "{}", field.body);
-    assert_eq!(row_counts(&db).await, before, "a bad request wrote something");
+    assert!(
+        field.body["errors"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("age"),
+        "{}",
+        field.body
+    );
+    assert_eq!(
+        row_counts(&db).await,
+        before,
+        "a bad request wrote something"
+    );
 }
 
 #[sqlx::test(migrator = "tickiti_store::MIGRATOR")]
@@ -96,17 +137,37 @@ async fn sql_meta_characters_are_plain_text(db: PgPool) {
     let org = app.org("Acme").await;
     let nasty = "Robert'); DROP TABLE tickets; -- %_\\ $1 ::text";
     let created = app
-        .post("/api/v1/tickets", &org.token, json!({"subject": nasty, "contact": {"email": "o'brien@example.com"}}))
+        .post(
+            "/api/v1/tickets",
+            &org.token,
+            json!({"subject": nasty, "contact": {"email": "o'brien@example.com"}}),
+        )
         .await;
     assert_eq!(created.status, 201, "{}", created.body);
     assert_eq!(created.body["subject"], nasty);
-    for query in ["q=%27%3B%20DROP%20TABLE%20tickets%3B--", "tag=%27%20OR%201%3D1", "q=%25_%5C"] {
-        let reply = app.get(&format!("/api/v1/tickets?{query}"), &org.token).await;
+    for query in [
+        "q=%27%3B%20DROP%20TABLE%20tickets%3B--",
+        "tag=%27%20OR%201%3D1",
+        "q=%25_%5C",
+    ] {
+        let reply = app
+            .get(&format!("/api/v1/tickets?{query}"), &org.token)
+            .await;
         assert_eq!(reply.status, 200, "{query}: {}", reply.body);
     }
     let contacts = app.get("/api/v1/contacts?q=%25", &org.token).await;
-    assert_eq!(contacts.body["data"].as_array().unwrap().len(), 0, "% is matched literally");
-    assert_eq!(app.get("/api/v1/tickets", &org.token).await.body["data"].as_array().unwrap().len(), 1);
+    assert_eq!(
+        contacts.body["data"].as_array().unwrap().len(),
+        0,
+        "% is matched literally"
+    );
+    assert_eq!(
+        app.get("/api/v1/tickets", &org.token).await.body["data"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
 }
 
 #[sqlx::test(migrator = "tickiti_store::MIGRATOR")]
@@ -115,11 +176,23 @@ async fn unknown_routes_methods_and_credentials_are_problems(db: PgPool) {
     let org = app.org("Acme").await;
     let nowhere = app.get("/api/v1/nowhere", &org.token).await;
     assert_eq!((nowhere.status, nowhere.code()), (404, "ROUTE_NOT_FOUND"));
-    let method = app.call(reqwest::Method::PUT, "/api/v1/tickets", &org.token, Some(json!({}))).await;
+    let method = app
+        .call(
+            reqwest::Method::PUT,
+            "/api/v1/tickets",
+            &org.token,
+            Some(json!({})),
+        )
+        .await;
     assert_eq!((method.status, method.code()), (405, "METHOD_NOT_ALLOWED"));
     let bad_token = app.get("/api/v1/tickets", "tkt_forged").await;
     assert_eq!((bad_token.status, bad_token.code()), (401, "INVALID_TOKEN"));
-    let none = app.client.get(app.url("/api/v1/tickets")).send().await.unwrap();
+    let none = app
+        .client
+        .get(app.url("/api/v1/tickets"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(none.status(), 401);
     let text = app
         .client

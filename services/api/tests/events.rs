@@ -13,20 +13,38 @@ async fn changes_publish_their_events_once_confirmed(db: PgPool) {
     let tap = EventTap::bind(&app.prefix).await;
     let org = app.org("Acme").await;
     let (agent_id, agent_email, _) = app
-        .user(&org, "Ann Lee", tickiti_domain::Role::Agent, &[tickiti_domain::Ability::All])
+        .user(
+            &org,
+            "Ann Lee",
+            tickiti_domain::Role::Agent,
+            &[tickiti_domain::Ability::All],
+        )
         .await;
 
     let ticket = app.ticket(&org.token, "Events").await;
     let id = ticket["id"].as_str().unwrap();
-    app.patch(&format!("/api/v1/tickets/{id}"), &org.token, json!({ "assignee_id": agent_id, "status": "closed" }))
-        .await;
+    app.patch(
+        &format!("/api/v1/tickets/{id}"),
+        &org.token,
+        json!({ "assignee_id": agent_id, "status": "closed" }),
+    )
+    .await;
     let reply = app
-        .post(&format!("/api/v1/tickets/{id}/messages"), &org.token, json!({ "body": format!("@annlee and @{agent_email}: look") }))
+        .post(
+            &format!("/api/v1/tickets/{id}/messages"),
+            &org.token,
+            json!({ "body": format!("@annlee and @{agent_email}: look") }),
+        )
         .await;
     assert_eq!(reply.status, 201);
-    app.post(&format!("/api/v1/tickets/{id}/messages"), &org.token, json!({ "body": "internal", "visibility": "internal" }))
+    app.post(
+        &format!("/api/v1/tickets/{id}/messages"),
+        &org.token,
+        json!({ "body": "internal", "visibility": "internal" }),
+    )
+    .await;
+    app.delete(&format!("/api/v1/tickets/{id}"), &org.token)
         .await;
-    app.delete(&format!("/api/v1/tickets/{id}"), &org.token).await;
 
     let expected = [
         "contact.created",
@@ -42,23 +60,33 @@ async fn changes_publish_their_events_once_confirmed(db: PgPool) {
         "ticket.deleted",
     ];
     let events = tap.wait_for(expected.len(), Duration::from_secs(15)).await;
-    let mut kinds: Vec<&str> = events.iter().map(|e| e["event"].as_str().unwrap()).collect();
+    let mut kinds: Vec<&str> = events
+        .iter()
+        .map(|e| e["event"].as_str().unwrap())
+        .collect();
     let mut want = expected.to_vec();
     kinds.sort_unstable();
     want.sort_unstable();
-    assert_eq!(kinds, want, "exactly these events, each once (one mention for two handles of one user)");
+    assert_eq!(
+        kinds, want,
+        "exactly these events, each once (one mention for two handles of one user)"
+    );
     for event in &events {
         assert_eq!(event["organization_id"], json!(org.id));
         assert!(event["id"].is_string() && event["occurred_at"].is_string());
     }
-    let created = events.iter().find(|e| e["event"] == "ticket.created").unwrap();
+    let created = events
+        .iter()
+        .find(|e| e["event"] == "ticket.created")
+        .unwrap();
     assert_eq!(created["data"]["contact"]["email"], "customer@example.com");
     assert_eq!(created["data"]["code"], ticket["code"]);
 
-    let unpublished: i64 = sqlx::query_scalar("SELECT count(*) FROM outbox WHERE published_at IS NULL")
-        .fetch_one(&db)
-        .await
-        .unwrap();
+    let unpublished: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM outbox WHERE published_at IS NULL")
+            .fetch_one(&db)
+            .await
+            .unwrap();
     assert_eq!(unpublished, 0);
     tap.cleanup().await;
 }
@@ -71,7 +99,14 @@ async fn health_readiness_and_openapi(db: PgPool) {
     // Ready once the broker connection is up.
     let mut ready = 0;
     for _ in 0..100 {
-        ready = app.client.get(app.url("/readyz")).send().await.unwrap().status().as_u16();
+        ready = app
+            .client
+            .get(app.url("/readyz"))
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .as_u16();
         if ready == 200 {
             break;
         }
@@ -79,7 +114,15 @@ async fn health_readiness_and_openapi(db: PgPool) {
     }
     assert_eq!(ready, 200);
 
-    let spec: serde_json::Value = app.client.get(app.url("/api/v1/openapi.json")).send().await.unwrap().json().await.unwrap();
+    let spec: serde_json::Value = app
+        .client
+        .get(app.url("/api/v1/openapi.json"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert!(spec["openapi"].as_str().unwrap().starts_with("3.1"));
     let paths = spec["paths"].as_object().unwrap();
     for (path, method) in [
@@ -98,13 +141,19 @@ async fn health_readiness_and_openapi(db: PgPool) {
         ("/api/v1/mentions/{id}/ack", "post"),
         ("/api/v1/auth/login", "post"),
     ] {
-        assert!(paths.get(path).and_then(|p| p.get(method)).is_some(), "{method} {path} missing from the OpenAPI document");
+        assert!(
+            paths.get(path).and_then(|p| p.get(method)).is_some(),
+            "{method} {path} missing from the OpenAPI document"
+        );
     }
 }
 
 #[sqlx::test(migrator = "tickiti_store::MIGRATOR")]
 async fn readyz_reports_a_broker_that_is_unreachable(db: PgPool) {
-    let app = TestApp::spawn_with(db, |config| config.amqp_url = "amqp://guest:guest@127.0.0.1:1/%2f".into()).await;
+    let app = TestApp::spawn_with(db, |config| {
+        config.amqp_url = "amqp://guest:guest@127.0.0.1:1/%2f".into()
+    })
+    .await;
     let org = app.org("Acme").await;
     let ready = app.client.get(app.url("/readyz")).send().await.unwrap();
     assert_eq!(ready.status(), 503);
@@ -122,15 +171,26 @@ async fn no_event_is_published_before_its_commit(db: PgPool) {
     let org = app.org("Acme").await;
 
     let mut tx = db.begin().await.unwrap();
-    let event = tickiti_domain::EventEnvelope::new(tickiti_domain::EventType::TicketUpdated, org.id, json!({ "probe": true }));
-    tickiti_store::outbox::append(&mut tx, &event).await.unwrap();
+    let event = tickiti_domain::EventEnvelope::new(
+        tickiti_domain::EventType::TicketUpdated,
+        org.id,
+        json!({ "probe": true }),
+    );
+    tickiti_store::outbox::append(&mut tx, &event)
+        .await
+        .unwrap();
     // Longer than the relay's poll interval, with other commits waking it meanwhile.
     for i in 0..3 {
         app.ticket(&org.token, &format!("noise {i}")).await;
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
-    let probe = |events: &[serde_json::Value]| events.iter().filter(|e| e["data"]["probe"] == true).count();
-    assert_eq!(probe(&tap.events().await), 0, "published before its transaction committed");
+    let probe =
+        |events: &[serde_json::Value]| events.iter().filter(|e| e["data"]["probe"] == true).count();
+    assert_eq!(
+        probe(&tap.events().await),
+        0,
+        "published before its transaction committed"
+    );
     tx.commit().await.unwrap();
     let mut seen = 0;
     for _ in 0..100 {

@@ -19,7 +19,10 @@ async fn post_with_key(app: &TestApp, token: &str, key: &str, body: &serde_json:
 }
 
 async fn ticket_count(db: &PgPool) -> i64 {
-    sqlx::query_scalar("SELECT count(*) FROM tickets").fetch_one(db).await.unwrap()
+    sqlx::query_scalar("SELECT count(*) FROM tickets")
+        .fetch_one(db)
+        .await
+        .unwrap()
 }
 
 #[sqlx::test(migrator = "tickiti_store::MIGRATOR")]
@@ -37,14 +40,25 @@ async fn same_key_same_body_replays_other_body_is_refused(db: PgPool) {
     assert_eq!(again.body, first.body);
     assert_eq!(ticket_count(&db).await, 1);
 
-    let other = post_with_key(&app, &org.token, "key-1", &json!({ "subject": "Twice", "contact": { "email": "a@example.com" } })).await;
+    let other = post_with_key(
+        &app,
+        &org.token,
+        "key-1",
+        &json!({ "subject": "Twice", "contact": { "email": "a@example.com" } }),
+    )
+    .await;
     assert_eq!(other.status, 422);
     assert_eq!(other.code(), "IDEMPOTENCY_KEY_REUSED");
     assert_eq!(ticket_count(&db).await, 1);
 
     // Keys are scoped per principal: another token's same key is a new request.
     let (_, _, agent_token) = app
-        .user(&org, "Bob", tickiti_domain::Role::Agent, &[tickiti_domain::Ability::All])
+        .user(
+            &org,
+            "Bob",
+            tickiti_domain::Role::Agent,
+            &[tickiti_domain::Ability::All],
+        )
         .await;
     let theirs = post_with_key(&app, &agent_token, "key-1", &body).await;
     assert_eq!(theirs.status, 201);
@@ -53,7 +67,12 @@ async fn same_key_same_body_replays_other_body_is_refused(db: PgPool) {
 
     // Errors are remembered too, except 5xx.
     let invalid = json!({ "subject": "", "contact": { "email": "a@example.com" } });
-    assert_eq!(post_with_key(&app, &org.token, "key-2", &invalid).await.status, 422);
+    assert_eq!(
+        post_with_key(&app, &org.token, "key-2", &invalid)
+            .await
+            .status,
+        422
+    );
     let replayed = post_with_key(&app, &org.token, "key-2", &invalid).await;
     assert_eq!(replayed.status, 422);
     assert_eq!(replayed.header("idempotent-replayed"), Some("true"));
@@ -65,13 +84,32 @@ async fn concurrent_requests_with_one_key_create_one_ticket(db: PgPool) {
     let org = app.org("Acme").await;
     let body = json!({ "subject": "Race", "contact": { "email": "a@example.com" }, "message": "m".repeat(50_000) });
 
-    let replies = futures::future::join_all((0..12).map(|_| post_with_key(&app, &org.token, "race", &body))).await;
-    let created = replies.iter().filter(|r| r.status == 201 && r.header("idempotent-replayed").is_none()).count();
-    let replayed = replies.iter().filter(|r| r.header("idempotent-replayed") == Some("true")).count();
-    let in_flight = replies.iter().filter(|r| r.status == 409 && r.code() == "IDEMPOTENCY_KEY_IN_USE").count();
+    let replies =
+        futures::future::join_all((0..12).map(|_| post_with_key(&app, &org.token, "race", &body)))
+            .await;
+    let created = replies
+        .iter()
+        .filter(|r| r.status == 201 && r.header("idempotent-replayed").is_none())
+        .count();
+    let replayed = replies
+        .iter()
+        .filter(|r| r.header("idempotent-replayed") == Some("true"))
+        .count();
+    let in_flight = replies
+        .iter()
+        .filter(|r| r.status == 409 && r.code() == "IDEMPOTENCY_KEY_IN_USE")
+        .count();
     assert_eq!(created, 1, "exactly one request did the work");
-    assert_eq!(created + replayed + in_flight, 12, "every other answer is a replay or 409 IN_USE");
+    assert_eq!(
+        created + replayed + in_flight,
+        12,
+        "every other answer is a replay or 409 IN_USE"
+    );
     assert_eq!(ticket_count(&db).await, 1);
-    let ids: std::collections::HashSet<_> = replies.iter().filter(|r| r.status == 201).map(|r| r.body["id"].clone()).collect();
+    let ids: std::collections::HashSet<_> = replies
+        .iter()
+        .filter(|r| r.status == 201)
+        .map(|r| r.body["id"].clone())
+        .collect();
     assert_eq!(ids.len(), 1, "replays carry the same ticket");
 }

@@ -12,7 +12,8 @@ const BIN: &str = env!("CARGO_BIN_EXE_tickiti-api");
 
 /// The URL of the test's own database (same server as `DATABASE_URL`).
 fn database_url(db: &PgPool) -> String {
-    let base = std::env::var("DATABASE_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
+    let base = std::env::var("DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
     let name = db.connect_options().get_database().unwrap().to_owned();
     let (server, _) = base.rsplit_once('/').unwrap();
     format!("{server}/{name}")
@@ -30,7 +31,11 @@ fn api(db_url: &str, prefix: &str) -> Command {
 
 fn run_json(command: &mut Command) -> Value {
     let output = command.output().unwrap();
-    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     serde_json::from_slice(&output.stdout).unwrap()
 }
 
@@ -38,27 +43,66 @@ fn run_json(command: &mut Command) -> Value {
 async fn the_binary_migrates_administers_serves_and_stops_gracefully(db: PgPool) {
     let url = database_url(&db);
     let prefix = tickiti_testkit::unique_prefix();
-    assert_eq!(run_json(api(&url, &prefix).arg("migrate"))["status"], "migrated");
+    assert_eq!(
+        run_json(api(&url, &prefix).arg("migrate"))["status"],
+        "migrated"
+    );
     let org = run_json(api(&url, &prefix).args([
-        "admin", "create-org", "--name", "Native Co", "--admin-email", "root@native.example", "--admin-password", "s3cret-pass",
+        "admin",
+        "create-org",
+        "--name",
+        "Native Co",
+        "--admin-email",
+        "root@native.example",
+        "--admin-password",
+        "s3cret-pass",
     ]));
     let org_id = org["organization_id"].as_str().unwrap();
     let user = run_json(api(&url, &prefix).args([
-        "admin", "create-user", "--org", org_id, "--email", "ann@native.example", "--name", "Ann", "--password", "s3cret-pass",
+        "admin",
+        "create-user",
+        "--org",
+        org_id,
+        "--email",
+        "ann@native.example",
+        "--name",
+        "Ann",
+        "--password",
+        "s3cret-pass",
     ]));
     assert!(user["user_id"].is_string());
     let token = run_json(api(&url, &prefix).args([
-        "admin", "create-token", "--email", "root@native.example", "--name", "ci", "--abilities", "tickets:read,tickets:write",
+        "admin",
+        "create-token",
+        "--email",
+        "root@native.example",
+        "--name",
+        "ci",
+        "--abilities",
+        "tickets:read,tickets:write",
     ]));
     let secret = token["token"].as_str().unwrap();
     assert!(secret.starts_with("tkt_"));
     let bad = api(&url, &prefix)
-        .args(["admin", "create-token", "--email", "root@native.example", "--name", "x", "--abilities", "everything"])
+        .args([
+            "admin",
+            "create-token",
+            "--email",
+            "root@native.example",
+            "--name",
+            "x",
+            "--abilities",
+            "everything",
+        ])
         .output()
         .unwrap();
     assert!(!bad.status.success());
 
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
     let mut server = api(&url, &prefix)
         .env("TICKITI_LISTEN", format!("127.0.0.1:{port}"))
         .stdout(Stdio::null())
@@ -86,7 +130,10 @@ async fn the_binary_migrates_administers_serves_and_stops_gracefully(db: PgPool)
     let ticket: Value = created.json().await.unwrap();
     assert_eq!(ticket["code"], "NATIVE-1");
 
-    let killed = Command::new("kill").args(["-TERM", &server.id().to_string()]).status().unwrap();
+    let killed = Command::new("kill")
+        .args(["-TERM", &server.id().to_string()])
+        .status()
+        .unwrap();
     assert!(killed.success());
     let mut exited = None;
     for _ in 0..100 {
@@ -105,7 +152,14 @@ fn help_and_an_unreachable_database() {
     let help = Command::new(BIN).arg("--help").output().unwrap();
     assert!(help.status.success());
     let text = String::from_utf8_lossy(&help.stdout);
-    for word in ["DATABASE_URL", "AMQP_URL", "TICKITI_BUS_PREFIX", "API_RATE_LIMIT", "migrate", "admin"] {
+    for word in [
+        "DATABASE_URL",
+        "AMQP_URL",
+        "TICKITI_BUS_PREFIX",
+        "API_RATE_LIMIT",
+        "migrate",
+        "admin",
+    ] {
         assert!(text.contains(word), "--help does not mention {word}");
     }
     let unreachable = Command::new(BIN)

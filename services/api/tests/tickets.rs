@@ -37,7 +37,11 @@ async fn create_read_update_delete_a_ticket(db: PgPool) {
 
     // The same contact (case-insensitive) is found, not created again.
     let second = app
-        .post("/api/v1/tickets", &org.token, json!({ "subject": "Again", "contact": { "email": "ann@example.com" } }))
+        .post(
+            "/api/v1/tickets",
+            &org.token,
+            json!({ "subject": "Again", "contact": { "email": "ann@example.com" } }),
+        )
         .await;
     assert_eq!(second.status, 201);
     assert_eq!(second.body["contact_id"], ticket["contact_id"]);
@@ -48,29 +52,56 @@ async fn create_read_update_delete_a_ticket(db: PgPool) {
     assert_eq!(read.status, 200);
     assert_eq!(read.body, ticket);
 
-    let messages = app.get(&format!("/api/v1/tickets/{id}/messages"), &org.token).await;
+    let messages = app
+        .get(&format!("/api/v1/tickets/{id}/messages"), &org.token)
+        .await;
     assert_eq!(messages.body["data"][0]["body"], "It is really on fire.");
-    assert_eq!(messages.body["data"][0]["author_contact_id"], ticket["contact_id"]);
+    assert_eq!(
+        messages.body["data"][0]["author_contact_id"],
+        ticket["contact_id"]
+    );
 
     let patched = app
-        .patch(&format!("/api/v1/tickets/{id}"), &org.token, json!({ "status": "open", "assignee_id": org.admin_id }))
+        .patch(
+            &format!("/api/v1/tickets/{id}"),
+            &org.token,
+            json!({ "status": "open", "assignee_id": org.admin_id }),
+        )
         .await;
     assert_eq!(patched.status, 200, "{}", patched.body);
     assert_eq!(patched.body["status"], "open");
     assert_eq!(patched.body["version"], 2);
 
-    let audit = app.get(&format!("/api/v1/tickets/{id}/audit"), &org.token).await;
-    let actions: Vec<_> = audit.body["data"].as_array().unwrap().iter().map(|a| a["action"].clone()).collect();
-    assert_eq!(actions, vec![json!("ticket.created"), json!("ticket.updated")]);
-    assert_eq!(audit.body["data"][1]["changes"]["status"], json!({ "from": "new", "to": "open" }));
+    let audit = app
+        .get(&format!("/api/v1/tickets/{id}/audit"), &org.token)
+        .await;
+    let actions: Vec<_> = audit.body["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["action"].clone())
+        .collect();
+    assert_eq!(
+        actions,
+        vec![json!("ticket.created"), json!("ticket.updated")]
+    );
+    assert_eq!(
+        audit.body["data"][1]["changes"]["status"],
+        json!({ "from": "new", "to": "open" })
+    );
     assert_eq!(audit.body["data"][1]["actor_user_id"], json!(org.admin_id));
 
-    let deleted = app.delete(&format!("/api/v1/tickets/{id}"), &org.token).await;
+    let deleted = app
+        .delete(&format!("/api/v1/tickets/{id}"), &org.token)
+        .await;
     assert_eq!(deleted.status, 204);
     let gone = app.get(&format!("/api/v1/tickets/{id}"), &org.token).await;
     assert_eq!(gone.status, 404);
     assert_eq!(gone.code(), "TICKET_NOT_FOUND");
-    assert_eq!(gone.header("content-type"), Some("application/problem+json"));
+    assert_eq!(
+        gone.header("content-type"),
+        Some("application/problem+json")
+    );
     assert!(gone.body["request_id"].is_string());
 }
 
@@ -130,7 +161,11 @@ async fn stale_if_match_answers_412_with_the_current_ticket(db: PgPool) {
         .unwrap();
     assert_eq!(fresh_patch.status(), 200);
     let messages = app.get(&format!("{path}/messages"), &org.token).await;
-    assert_eq!(messages.body["data"].as_array().unwrap().len(), 1, "the stale reply was not stored");
+    assert_eq!(
+        messages.body["data"].as_array().unwrap().len(),
+        1,
+        "the stale reply was not stored"
+    );
 }
 
 #[sqlx::test(migrator = "tickiti_store::MIGRATOR")]
@@ -158,14 +193,20 @@ async fn filters_full_text_and_pagination(db: PgPool) {
     }
     let pending = app.get("/api/v1/tickets?status=pending", &org.token).await;
     assert_eq!(pending.body["data"].as_array().unwrap().len(), 4);
-    let several = app.get("/api/v1/tickets?status=pending,new&tag=VIP", &org.token).await;
+    let several = app
+        .get("/api/v1/tickets?status=pending,new&tag=VIP", &org.token)
+        .await;
     assert_eq!(several.body["data"].as_array().unwrap().len(), 4);
     let text = app.get("/api/v1/tickets?q=capacitor", &org.token).await;
     assert_eq!(text.body["data"].as_array().unwrap().len(), 1);
     assert_eq!(text.body["data"][0]["subject"], "Ticket number 3");
-    let subject = app.get("/api/v1/tickets?q=%22number%205%22", &org.token).await;
+    let subject = app
+        .get("/api/v1/tickets?q=%22number%205%22", &org.token)
+        .await;
     assert_eq!(subject.body["data"][0]["subject"], "Ticket number 5");
-    let unassigned = app.get("/api/v1/tickets?assignee_id=none", &org.token).await;
+    let unassigned = app
+        .get("/api/v1/tickets?assignee_id=none", &org.token)
+        .await;
     assert_eq!(unassigned.body["data"].as_array().unwrap().len(), 7);
     let mine = app.get("/api/v1/tickets?assignee_id=me", &org.token).await;
     assert_eq!(mine.body["data"].as_array().unwrap().len(), 0);
@@ -190,7 +231,9 @@ async fn filters_full_text_and_pagination(db: PgPool) {
     }
     assert_eq!(seen, vec![7, 6, 5, 4, 3, 2, 1]);
 
-    let bad = app.get("/api/v1/tickets?status=shut&limit=0&colour=red", &org.token).await;
+    let bad = app
+        .get("/api/v1/tickets?status=shut&limit=0&colour=red", &org.token)
+        .await;
     assert_eq!(bad.status, 422);
     assert_eq!(bad.code(), "VALIDATION_FAILED");
 }
@@ -204,21 +247,49 @@ async fn another_organizations_rows_answer_404_like_missing_ones(db: PgPool) {
     let id = ticket["id"].as_str().unwrap();
     let missing = uuid::Uuid::now_v7();
 
-    for path in [format!("/api/v1/tickets/{id}"), format!("/api/v1/tickets/{missing}")] {
+    for path in [
+        format!("/api/v1/tickets/{id}"),
+        format!("/api/v1/tickets/{missing}"),
+    ] {
         let reply = app.get(&path, &globex.token).await;
         assert_eq!(reply.status, 404);
         assert_eq!(reply.code(), "TICKET_NOT_FOUND");
         assert_eq!(reply.body["detail"], "ticket not found");
     }
-    let patch = app.patch(&format!("/api/v1/tickets/{id}"), &globex.token, json!({ "subject": "Mine now" })).await;
+    let patch = app
+        .patch(
+            &format!("/api/v1/tickets/{id}"),
+            &globex.token,
+            json!({ "subject": "Mine now" }),
+        )
+        .await;
     assert_eq!(patch.status, 404);
-    let reply = app.post(&format!("/api/v1/tickets/{id}/messages"), &globex.token, json!({ "body": "hi" })).await;
+    let reply = app
+        .post(
+            &format!("/api/v1/tickets/{id}/messages"),
+            &globex.token,
+            json!({ "body": "hi" }),
+        )
+        .await;
     assert_eq!(reply.status, 404);
-    let delete = app.delete(&format!("/api/v1/tickets/{id}"), &globex.token).await;
+    let delete = app
+        .delete(&format!("/api/v1/tickets/{id}"), &globex.token)
+        .await;
     assert_eq!(delete.status, 404);
-    let contact = app.get(&format!("/api/v1/contacts/{}", ticket["contact_id"].as_str().unwrap()), &globex.token).await;
+    let contact = app
+        .get(
+            &format!(
+                "/api/v1/contacts/{}",
+                ticket["contact_id"].as_str().unwrap()
+            ),
+            &globex.token,
+        )
+        .await;
     assert_eq!(contact.status, 404);
-    assert_eq!(app.get("/api/v1/tickets", &globex.token).await.body["data"], json!([]));
+    assert_eq!(
+        app.get("/api/v1/tickets", &globex.token).await.body["data"],
+        json!([])
+    );
 
     // Acme's ticket is untouched; Globex numbers its own tickets from 1.
     let read = app.get(&format!("/api/v1/tickets/{id}"), &acme.token).await;

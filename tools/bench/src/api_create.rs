@@ -69,18 +69,27 @@ struct Row {
 
 impl Row {
     fn ratio_percent(&self) -> f64 {
-        if self.pg.tps > 0.0 { 100.0 * self.api.throughput() / self.pg.tps } else { 0.0 }
+        if self.pg.tps > 0.0 {
+            100.0 * self.api.throughput() / self.pg.tps
+        } else {
+            0.0
+        }
     }
 
     fn latency_ms(&self, q: f64) -> f64 {
-        percentile(&self.api.latencies, q).map(millis).unwrap_or(f64::NAN)
+        percentile(&self.api.latencies, q)
+            .map(millis)
+            .unwrap_or(f64::NAN)
     }
 }
 
 /// Runs the benchmark; the scratch database is dropped however it ends.
 pub async fn run(args: Args) -> anyhow::Result<()> {
     if !args.spawn && args.token.is_none() {
-        bail!("give a token with --token or TICKITI_TOKEN for the api at {}, or use --spawn", args.api_url);
+        bail!(
+            "give a token with --token or TICKITI_TOKEN for the api at {}, or use --spawn",
+            args.api_url
+        );
     }
     let version = pgbench::check_installed(&args.pgbench)?;
     let scratch = Scratch::create(&args.database_url).await?;
@@ -112,7 +121,11 @@ async fn with_scratch(args: &Args, scratch: &Scratch, version: &str) -> anyhow::
     let measured = async {
         let target = match &spawned {
             Some(api) => Target::new(&api.base_url, api.token.clone(), args.concurrency)?,
-            None => Target::new(&args.api_url, args.token.clone().unwrap_or_default(), args.concurrency)?,
+            None => Target::new(
+                &args.api_url,
+                args.token.clone().unwrap_or_default(),
+                args.concurrency,
+            )?,
         };
         tokio::select! {
             measured = measure(args, &target, spawned.as_ref(), scratch, version) => measured,
@@ -145,14 +158,20 @@ async fn measure(
             "api-create: api spawned in-process at {} (database {}, bus prefix {}, pool {}, rate limit off)",
             api.base_url, scratch.name, api.prefix, args.db_connections
         ),
-        None => println!("api-create: api at {}; pgbench database {}", target.base_url(), scratch.name),
+        None => println!(
+            "api-create: api at {}; pgbench database {}",
+            target.base_url(),
+            scratch.name
+        ),
     }
     println!(
         "concurrency {concurrency}, {}s per round (+{}s warm-up), {} round(s); {version}",
         args.duration, args.warmup, args.repeat
     );
     if cfg!(debug_assertions) && spawned.is_some() {
-        println!("warning: debug build; use `cargo run --release -p tickiti-bench -- api-create --spawn`");
+        println!(
+            "warning: debug build; use `cargo run --release -p tickiti-bench -- api-create --spawn`"
+        );
     }
     target.preflight().await?;
     let pgbench = Arc::new(Pgbench::new(args.pgbench.clone(), scratch.url.clone())?);
@@ -160,7 +179,16 @@ async fn measure(
     println!();
     println!(
         "{:>5} {:>10} {:>8} {:>6} {:>8} {:>8} {:>8} {:>11} {:>9} {:>11}",
-        "round", "api req/s", "ok", "errors", "p50 ms", "p99 ms", "max ms", "pgbench tps", "pg avg ms", "api/pgbench"
+        "round",
+        "api req/s",
+        "ok",
+        "errors",
+        "p50 ms",
+        "p99 ms",
+        "max ms",
+        "pgbench tps",
+        "pg avg ms",
+        "api/pgbench"
     );
     let mut rows = Vec::new();
     for round in 1..=args.repeat {
@@ -189,13 +217,17 @@ async fn measure(
             row.latency_ms(0.99),
             row.latency_ms(1.0),
             row.pg.tps,
-            row.pg.latency_ms.map_or_else(|| "-".to_owned(), |ms| format!("{ms:.2}")),
+            row.pg
+                .latency_ms
+                .map_or_else(|| "-".to_owned(), |ms| format!("{ms:.2}")),
             row.ratio_percent(),
         );
         rows.push(row);
     }
 
-    let med = |f: &dyn Fn(&Row) -> f64| median(&mut rows.iter().map(f).collect::<Vec<_>>()).unwrap_or(f64::NAN);
+    let med = |f: &dyn Fn(&Row) -> f64| {
+        median(&mut rows.iter().map(f).collect::<Vec<_>>()).unwrap_or(f64::NAN)
+    };
     let api_rps = med(&|r| r.api.throughput());
     let p50 = med(&|r| r.latency_ms(0.50));
     let p99 = med(&|r| r.latency_ms(0.99));

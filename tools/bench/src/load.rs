@@ -44,7 +44,11 @@ impl Round {
     /// Successful requests per second.
     pub fn throughput(&self) -> f64 {
         let seconds = self.elapsed.as_secs_f64();
-        if seconds > 0.0 { self.ok as f64 / seconds } else { 0.0 }
+        if seconds > 0.0 {
+            self.ok as f64 / seconds
+        } else {
+            0.0
+        }
     }
 
     fn merge(&mut self, other: Round) {
@@ -100,7 +104,11 @@ impl Target {
             )
         })?;
         if !response.status().is_success() {
-            bail!("api at {} is not healthy: GET /healthz answered {}", self.base_url, response.status());
+            bail!(
+                "api at {} is not healthy: GET /healthz answered {}",
+                self.base_url,
+                response.status()
+            );
         }
         let (status, body) = self.create_ticket().await.context("first ticket")?;
         match status {
@@ -109,7 +117,9 @@ impl Target {
                 "the token was refused ({status}): pass one with the create-ticket ability via --token or TICKITI_TOKEN, or use --spawn\n{body}"
             ),
             StatusCode::TOO_MANY_REQUESTS => {
-                bail!("the api rate-limits this token: start it with API_RATE_LIMIT=off for a benchmark")
+                bail!(
+                    "the api rate-limits this token: start it with API_RATE_LIMIT=off for a benchmark"
+                )
             }
             _ => bail!("POST /api/v1/tickets answered {status}: {body}"),
         }

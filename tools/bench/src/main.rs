@@ -33,7 +33,9 @@ enum Command {
 async fn main() -> anyhow::Result<()> {
     // Quiet by default so the spawned api's logs do not drown the table; RUST_LOG overrides.
     tracing_subscriber::fmt()
-        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("error")))
+        .with_env_filter(
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("error")),
+        )
         .with_writer(std::io::stderr)
         .init();
     match Cli::parse().command {

@@ -9,10 +9,12 @@ use anyhow::{Context as _, bail};
 
 /// The custom script: one row per transaction, a payload about the size of a
 /// short ticket. `gen_random_uuid()` is built in since Postgres 13.
-const SCRIPT: &str = "INSERT INTO bench_insert (id, payload) VALUES (gen_random_uuid(), repeat('x', 200));\n";
+const SCRIPT: &str =
+    "INSERT INTO bench_insert (id, payload) VALUES (gen_random_uuid(), repeat('x', 200));\n";
 
 /// The scratch table the script writes to.
-pub const CREATE_TABLE: &str = "CREATE TABLE bench_insert (id uuid PRIMARY KEY, payload text NOT NULL)";
+pub const CREATE_TABLE: &str =
+    "CREATE TABLE bench_insert (id uuid PRIMARY KEY, payload text NOT NULL)";
 
 /// Drops the scratch table.
 pub const DROP_TABLE: &str = "DROP TABLE IF EXISTS bench_insert";
@@ -37,7 +39,9 @@ pub struct PgbenchResult {
 /// Checks that `program` runs; returns its version line.
 pub fn check_installed(program: &Path) -> anyhow::Result<String> {
     match Command::new(program).arg("--version").output() {
-        Ok(output) if output.status.success() => Ok(String::from_utf8_lossy(&output.stdout).trim().to_owned()),
+        Ok(output) if output.status.success() => {
+            Ok(String::from_utf8_lossy(&output.stdout).trim().to_owned())
+        }
         Ok(output) => bail!(
             "`{} --version` failed ({}): {}",
             program.display(),
@@ -57,9 +61,17 @@ impl Pgbench {
     /// Writes the script to a temporary file; `conninfo` is a libpq URI of the
     /// database holding `bench_insert`.
     pub fn new(program: PathBuf, conninfo: String) -> anyhow::Result<Pgbench> {
-        let script = std::env::temp_dir().join(format!("tickiti-bench-{}.sql", uuid::Uuid::now_v7().simple()));
-        std::fs::write(&script, SCRIPT).with_context(|| format!("cannot write {}", script.display()))?;
-        Ok(Pgbench { program, conninfo, script })
+        let script = std::env::temp_dir().join(format!(
+            "tickiti-bench-{}.sql",
+            uuid::Uuid::now_v7().simple()
+        ));
+        std::fs::write(&script, SCRIPT)
+            .with_context(|| format!("cannot write {}", script.display()))?;
+        Ok(Pgbench {
+            program,
+            conninfo,
+            script,
+        })
     }
 
     /// Runs `pgbench -n -c clients -j 2 -T duration -f script -M prepared`
@@ -86,8 +98,12 @@ impl Pgbench {
                 stdout.trim()
             );
         }
-        let tps = parse_tps(&stdout).with_context(|| format!("no `tps = …` line in pgbench's output:\n{stdout}"))?;
-        Ok(PgbenchResult { tps, latency_ms: parse_latency_ms(&stdout) })
+        let tps = parse_tps(&stdout)
+            .with_context(|| format!("no `tps = …` line in pgbench's output:\n{stdout}"))?;
+        Ok(PgbenchResult {
+            tps,
+            latency_ms: parse_latency_ms(&stdout),
+        })
     }
 }
 
@@ -101,10 +117,20 @@ impl Drop for Pgbench {
 /// time)` (Postgres 14+ prints only that one; older versions also print one
 /// "including connections establishing", which we skip).
 pub fn parse_tps(output: &str) -> Option<f64> {
-    let value = |line: &str| -> Option<f64> { line.trim().strip_prefix("tps = ")?.split_whitespace().next()?.parse().ok() };
+    let value = |line: &str| -> Option<f64> {
+        line.trim()
+            .strip_prefix("tps = ")?
+            .split_whitespace()
+            .next()?
+            .parse()
+            .ok()
+    };
     output
         .lines()
-        .find(|line| line.contains("without initial connection time") || line.contains("excluding connections"))
+        .find(|line| {
+            line.contains("without initial connection time")
+                || line.contains("excluding connections")
+        })
         .and_then(value)
         .or_else(|| output.lines().find_map(value))
 }

@@ -27,7 +27,8 @@ impl Scratch {
     /// Creates the database on the server `server_url` points to (any database there will do).
     pub async fn create(server_url: &str) -> anyhow::Result<Scratch> {
         let name = format!("tickiti_bench_{}", Uuid::now_v7().simple());
-        let mut url = Url::parse(server_url).with_context(|| format!("--database-url {server_url:?} is not a URL"))?;
+        let mut url = Url::parse(server_url)
+            .with_context(|| format!("--database-url {server_url:?} is not a URL"))?;
         url.set_path(&format!("/{name}"));
         let mut admin = PgConnection::connect(server_url)
             .await
@@ -50,10 +51,13 @@ impl Scratch {
         let mut admin = PgConnection::connect(&self.server_url)
             .await
             .with_context(|| format!("cannot connect to Postgres to drop {}", self.name))?;
-        sqlx::raw_sql(AssertSqlSafe(format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name)))
-            .execute(&mut admin)
-            .await
-            .with_context(|| format!("cannot drop database {}", self.name))?;
+        sqlx::raw_sql(AssertSqlSafe(format!(
+            "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+            self.name
+        )))
+        .execute(&mut admin)
+        .await
+        .with_context(|| format!("cannot drop database {}", self.name))?;
         let _ = admin.close().await;
         Ok(())
     }
@@ -84,7 +88,11 @@ pub struct SpawnedApi {
 
 /// Migrates `scratch`, starts the api on a random local port with no rate
 /// limit and a unique bus prefix, and makes an organization with a `*` token.
-pub async fn start(scratch: &Scratch, amqp_url: &str, db_connections: u32) -> anyhow::Result<SpawnedApi> {
+pub async fn start(
+    scratch: &Scratch,
+    amqp_url: &str,
+    db_connections: u32,
+) -> anyhow::Result<SpawnedApi> {
     let pool = scratch.pool(db_connections).await?;
     tickiti_store::MIGRATOR
         .run(&pool)
@@ -138,7 +146,10 @@ impl SpawnedApi {
     /// Stops the api, closes its pool and deletes its exchanges (best effort).
     pub async fn stop(self) {
         self.api.shutdown.cancel();
-        if tokio::time::timeout(Duration::from_secs(10), self.api.finished).await.is_err() {
+        if tokio::time::timeout(Duration::from_secs(10), self.api.finished)
+            .await
+            .is_err()
+        {
             eprintln!("warning: the api did not stop within 10 s");
         }
         self.pool.close().await;
@@ -153,10 +164,16 @@ impl SpawnedApi {
         );
         if bus.wait_connected(Duration::from_secs(5)).await {
             if let Err(error) = bus.delete_topology().await {
-                eprintln!("warning: exchanges of prefix {} not deleted: {error}", self.prefix);
+                eprintln!(
+                    "warning: exchanges of prefix {} not deleted: {error}",
+                    self.prefix
+                );
             }
         } else {
-            eprintln!("warning: RabbitMQ unreachable; exchanges of prefix {} left behind", self.prefix);
+            eprintln!(
+                "warning: RabbitMQ unreachable; exchanges of prefix {} left behind",
+                self.prefix
+            );
         }
         cancel.cancel();
     }

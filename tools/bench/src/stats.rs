@@ -48,7 +48,10 @@ mod tests {
         assert_eq!(percentile(&samples, 1.0), Some(Duration::from_millis(100)));
         assert_eq!(percentile(&samples, 0.0), Some(Duration::from_millis(1)));
         // 99.5 % of 100 samples needs the 100th.
-        assert_eq!(percentile(&samples, 0.995), Some(Duration::from_millis(100)));
+        assert_eq!(
+            percentile(&samples, 0.995),
+            Some(Duration::from_millis(100))
+        );
     }
 
     #[test]

@@ -11,8 +11,12 @@ use tickiti_store::StoreError;
 pub const PROBLEM_JSON: &str = "application/problem+json";
 
 /// An error answer. Build it with the constructors; `code` is stable API.
+/// Boxed, so `Result<T, ApiError>` stays small on the happy path.
 #[derive(Debug)]
-pub struct ApiError {
+pub struct ApiError(Box<Inner>);
+
+#[derive(Debug)]
+struct Inner {
     status: StatusCode,
     code: &'static str,
     detail: String,
@@ -47,14 +51,14 @@ pub struct Problem {
 impl ApiError {
     /// An error with a status, code and detail.
     pub fn new(status: StatusCode, code: &'static str, detail: impl Into<String>) -> Self {
-        Self {
+        Self(Box::new(Inner {
             status,
             code,
             detail: detail.into(),
             errors: Vec::new(),
             extra: None,
             headers: Vec::new(),
-        }
+        }))
     }
 
     /// 404 with a resource-specific code (an id of another organization answers exactly the same).
@@ -68,10 +72,13 @@ impl ApiError {
             [one] => format!("{}: {}", one.field, one.message),
             _ => format!("{} fields are invalid", errors.len()),
         };
-        Self {
-            errors,
-            ..Self::new(StatusCode::UNPROCESSABLE_ENTITY, "VALIDATION_FAILED", detail)
-        }
+        let mut error = Self::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "VALIDATION_FAILED",
+            detail,
+        );
+        error.0.errors = errors;
+        error
     }
 
     /// 422 `VALIDATION_FAILED` for one field.
@@ -115,53 +122,50 @@ impl ApiError {
 
     /// Adds a member to the problem document.
     pub fn with_member(mut self, name: &'static str, value: serde_json::Value) -> Self {
-        self.extra = Some((name, value));
+        self.0.extra = Some((name, value));
         self
     }
 
     /// Adds a response header.
     pub fn with_header(mut self, name: header::HeaderName, value: HeaderValue) -> Self {
-        self.headers.push((name, value));
+        self.0.headers.push((name, value));
         self
     }
 
     /// The status.
     pub fn status(&self) -> StatusCode {
-        self.status
+        self.0.status
     }
 
     /// The stable code.
     pub fn code(&self) -> &'static str {
-        self.code
+        self.0.code
     }
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
+        let this = *self.0;
         let problem = Problem {
             kind: "about:blank".into(),
-            title: self
-                .status
-                .canonical_reason()
-                .unwrap_or("Error")
-                .to_owned(),
-            status: self.status.as_u16(),
-            code: self.code.to_owned(),
-            detail: self.detail,
-            errors: self.errors,
+            title: this.status.canonical_reason().unwrap_or("Error").to_owned(),
+            status: this.status.as_u16(),
+            code: this.code.to_owned(),
+            detail: this.detail,
+            errors: this.errors,
             request_id: None,
         };
         let mut body = serde_json::to_value(&problem).unwrap_or_default();
-        if let (Some((name, value)), Some(map)) = (self.extra, body.as_object_mut()) {
+        if let (Some((name, value)), Some(map)) = (this.extra, body.as_object_mut()) {
             map.insert(name.to_owned(), value);
         }
         let mut response = (
-            self.status,
+            this.status,
             [(header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON))],
             body.to_string(),
         )
             .into_response();
-        for (name, value) in self.headers {
+        for (name, value) in this.headers {
             response.headers_mut().insert(name, value);
         }
         response

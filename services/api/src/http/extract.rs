@@ -58,17 +58,23 @@ pub fn body_rejection(status: StatusCode) -> ApiError {
             format!("the body is larger than {BODY_LIMIT} bytes"),
         )
     } else {
-        ApiError::new(StatusCode::BAD_REQUEST, "INVALID_BODY", "the body could not be read")
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "INVALID_BODY",
+            "the body could not be read",
+        )
     }
 }
 
 /// Parses and checks a JSON document into `T` (see [`Json`]).
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> ApiResult<T> {
-    let value: serde_json::Value = serde_json::from_slice(bytes).map_err(|e| {
-        ApiError::invalid_json(format!("the body is not valid JSON: {e}"))
-    })?;
+    let value: serde_json::Value = serde_json::from_slice(bytes)
+        .map_err(|e| ApiError::invalid_json(format!("the body is not valid JSON: {e}")))?;
     if let Some(path) = find_nul(&value, String::new()) {
-        return Err(ApiError::invalid_field(&path, "must not contain NUL characters"));
+        return Err(ApiError::invalid_field(
+            &path,
+            "must not contain NUL characters",
+        ));
     }
     serde_path_to_error::deserialize(value).map_err(|e| {
         let path = e.path().to_string();
@@ -159,7 +165,10 @@ impl Cursor {
         match cursor {
             None => Ok(None),
             Some(Cursor::After(id)) => Ok(Some(id)),
-            Some(Cursor::Offset(_)) => Err(ApiError::invalid_field("cursor", "is not a cursor of this list")),
+            Some(Cursor::Offset(_)) => Err(ApiError::invalid_field(
+                "cursor",
+                "is not a cursor of this list",
+            )),
         }
     }
 
@@ -168,7 +177,10 @@ impl Cursor {
         match cursor {
             None => Ok(0),
             Some(Cursor::Offset(n)) => Ok(n),
-            Some(Cursor::After(_)) => Err(ApiError::invalid_field("cursor", "is not a cursor of this list")),
+            Some(Cursor::After(_)) => Err(ApiError::invalid_field(
+                "cursor",
+                "is not a cursor of this list",
+            )),
         }
     }
 }
@@ -194,8 +206,9 @@ impl<S: Send + Sync, F: DeserializeOwned> FromRequestParts<S> for ListQuery<F> {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
-        let pairs: Vec<(String, String)> = serde_urlencoded::from_str(parts.uri.query().unwrap_or_default())
-            .map_err(|e| ApiError::invalid_field("query", e.to_string()))?;
+        let pairs: Vec<(String, String)> =
+            serde_urlencoded::from_str(parts.uri.query().unwrap_or_default())
+                .map_err(|e| ApiError::invalid_field("query", e.to_string()))?;
         let mut errors = Vec::new();
         let mut limit = DEFAULT_LIMIT;
         let mut cursor = None;
@@ -208,21 +221,30 @@ impl<S: Send + Sync, F: DeserializeOwned> FromRequestParts<S> for ListQuery<F> {
             match key.as_str() {
                 "limit" => match value.parse::<i64>() {
                     Ok(n) if (1..=MAX_LIMIT).contains(&n) => limit = n,
-                    _ => errors.push(FieldError::new("limit", format!("must be an integer from 1 to {MAX_LIMIT}"))),
+                    _ => errors.push(FieldError::new(
+                        "limit",
+                        format!("must be an integer from 1 to {MAX_LIMIT}"),
+                    )),
                 },
                 "cursor" => match Cursor::decode(&value) {
                     Some(c) => cursor = Some(c),
-                    None => errors.push(FieldError::new("cursor", "is not a cursor this API issued")),
+                    None => {
+                        errors.push(FieldError::new("cursor", "is not a cursor this API issued"))
+                    }
                 },
                 _ => {
                     rest.insert(key, serde_json::Value::String(value));
                 }
             }
         }
-        let filter = serde_path_to_error::deserialize(serde_json::Value::Object(rest)).map_err(|e| {
-            let field = e.path().to_string();
-            FieldError::new(if field == "." { "query".into() } else { field }, e.into_inner().to_string())
-        });
+        let filter =
+            serde_path_to_error::deserialize(serde_json::Value::Object(rest)).map_err(|e| {
+                let field = e.path().to_string();
+                FieldError::new(
+                    if field == "." { "query".into() } else { field },
+                    e.into_inner().to_string(),
+                )
+            });
         let filter = match filter {
             Ok(filter) if errors.is_empty() => filter,
             Ok(_) => return Err(ApiError::validation(errors)),
@@ -231,7 +253,11 @@ impl<S: Send + Sync, F: DeserializeOwned> FromRequestParts<S> for ListQuery<F> {
                 return Err(ApiError::validation(errors));
             }
         };
-        Ok(ListQuery { limit, cursor, filter })
+        Ok(ListQuery {
+            limit,
+            cursor,
+            filter,
+        })
     }
 }
 

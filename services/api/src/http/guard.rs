@@ -12,10 +12,10 @@ use axum::http::request::Parts;
 use axum::http::{HeaderName, HeaderValue, Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use governor::Quota;
 use governor::clock::{Clock, DefaultClock};
 use governor::middleware::StateInformationMiddleware;
 use governor::state::keyed::DefaultKeyedStateStore;
-use governor::Quota;
 use tickiti_domain::{Ability, Role, ability::effective_abilities};
 use tickiti_store::users::User;
 use uuid::Uuid;
@@ -78,7 +78,12 @@ async fn add_request_id_to_problem(response: Response, id: &str) -> Response {
     Response::from_parts(parts, axum::body::Body::from(body))
 }
 
-type KeyedLimiter = governor::RateLimiter<String, DefaultKeyedStateStore<String>, DefaultClock, StateInformationMiddleware>;
+type KeyedLimiter = governor::RateLimiter<
+    String,
+    DefaultKeyedStateStore<String>,
+    DefaultClock,
+    StateInformationMiddleware,
+>;
 
 /// Per-token (or per-IP) request budget with the `RateLimit-*` headers
 /// (draft-ietf-httpapi-ratelimit-headers) on every answer.
@@ -96,7 +101,8 @@ impl RateLimiter {
                 .and_then(|burst| Quota::with_period(period / count).map(|q| q.allow_burst(burst)))
                 .map(|quota| {
                     (
-                        governor::RateLimiter::keyed(quota).with_middleware::<StateInformationMiddleware>(),
+                        governor::RateLimiter::keyed(quota)
+                            .with_middleware::<StateInformationMiddleware>(),
                         count,
                         period,
                     )
@@ -135,7 +141,10 @@ impl RateLimiter {
                 let mut error = ApiError::new(
                     StatusCode::TOO_MANY_REQUESTS,
                     "RATE_LIMITED",
-                    format!("rate limit of {count} requests per {}s exceeded", period.as_secs()),
+                    format!(
+                        "rate limit of {count} requests per {}s exceeded",
+                        period.as_secs()
+                    ),
                 )
                 .with_header(header::RETRY_AFTER, HeaderValue::from(retry_after));
                 for (name, value) in rate_headers(*count, 0, wait) {
@@ -150,9 +159,18 @@ impl RateLimiter {
 fn rate_headers(limit: u32, remaining: u32, reset: Duration) -> Vec<(HeaderName, HeaderValue)> {
     let reset = reset.as_secs() + u64::from(reset.subsec_nanos() > 0);
     vec![
-        (HeaderName::from_static("ratelimit-limit"), HeaderValue::from(limit)),
-        (HeaderName::from_static("ratelimit-remaining"), HeaderValue::from(remaining)),
-        (HeaderName::from_static("ratelimit-reset"), HeaderValue::from(reset)),
+        (
+            HeaderName::from_static("ratelimit-limit"),
+            HeaderValue::from(limit),
+        ),
+        (
+            HeaderName::from_static("ratelimit-remaining"),
+            HeaderValue::from(remaining),
+        ),
+        (
+            HeaderName::from_static("ratelimit-reset"),
+            HeaderValue::from(reset),
+        ),
     ]
 }
 
@@ -185,7 +203,9 @@ impl LoginThrottle {
     pub fn failed(&self, email: &str) {
         if let Ok(mut failures) = self.failures.lock() {
             failures.retain(|_, (_, last)| last.elapsed() <= Self::WINDOW);
-            let entry = failures.entry(email.to_lowercase()).or_insert((0, Instant::now()));
+            let entry = failures
+                .entry(email.to_lowercase())
+                .or_insert((0, Instant::now()));
             entry.0 += 1;
             entry.1 = Instant::now();
         }
@@ -223,7 +243,9 @@ impl Principal {
         if self.abilities.contains(&ability) {
             Ok(())
         } else {
-            Err(ApiError::forbidden(format!("this request needs the {ability} ability")))
+            Err(ApiError::forbidden(format!(
+                "this request needs the {ability} ability"
+            )))
         }
     }
 
@@ -256,7 +278,11 @@ enum Credentials {
 }
 
 fn credentials(req: &Request) -> Credentials {
-    if let Some(auth) = req.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()) {
+    if let Some(auth) = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+    {
         let token = auth
             .strip_prefix("Bearer ")
             .or_else(|| auth.strip_prefix("bearer "))
@@ -329,12 +355,18 @@ fn hex_prefix(bytes: &[u8]) -> String {
 }
 
 /// `csrf_sent` is `Some` on unsafe methods: the `X-CSRF-Token` sent, if any.
-async fn resolve(state: &AppState, creds: &Credentials, csrf_sent: Option<Option<String>>) -> ApiResult<Option<Principal>> {
+async fn resolve(
+    state: &AppState,
+    creds: &Credentials,
+    csrf_sent: Option<Option<String>>,
+) -> ApiResult<Option<Principal>> {
     let mut conn = state.db.acquire().await?;
     match creds {
         Credentials::None => Ok(None),
         Credentials::Bearer(token) => {
-            let found = tickiti_store::tokens::authenticate(&mut conn, &tickiti_crypto::token_hash(token)).await?;
+            let found =
+                tickiti_store::tokens::authenticate(&mut conn, &tickiti_crypto::token_hash(token))
+                    .await?;
             let Some((token, user)) = found else {
                 return Err(ApiError::new(
                     StatusCode::UNAUTHORIZED,
@@ -343,7 +375,11 @@ async fn resolve(state: &AppState, creds: &Credentials, csrf_sent: Option<Option
                 ));
             };
             let role: Role = user.role.parse().map_err(|e| ApiError::internal(&e))?;
-            let token_abilities: Vec<Ability> = token.abilities.iter().filter_map(|a| a.parse().ok()).collect();
+            let token_abilities: Vec<Ability> = token
+                .abilities
+                .iter()
+                .filter_map(|a| a.parse().ok())
+                .collect();
             Ok(Some(Principal {
                 abilities: effective_abilities(role, Some(&token_abilities)),
                 role,
@@ -352,19 +388,23 @@ async fn resolve(state: &AppState, creds: &Credentials, csrf_sent: Option<Option
             }))
         }
         Credentials::Session(cookie) => {
-            let found = tickiti_store::sessions::authenticate(&mut conn, &tickiti_crypto::token_hash(cookie)).await?;
+            let found = tickiti_store::sessions::authenticate(
+                &mut conn,
+                &tickiti_crypto::token_hash(cookie),
+            )
+            .await?;
             let Some((user, csrf)) = found else {
                 // An expired cookie is no identity at all; routes that need one answer 401.
                 return Ok(None);
             };
-            if let Some(sent) = csrf_sent {
-                if sent.as_deref() != Some(csrf.as_str()) {
-                    return Err(ApiError::new(
-                        StatusCode::FORBIDDEN,
-                        "CSRF_FAILED",
-                        "unsafe requests with the session cookie need its X-CSRF-Token header",
-                    ));
-                }
+            if let Some(sent) = csrf_sent
+                && sent.as_deref() != Some(csrf.as_str())
+            {
+                return Err(ApiError::new(
+                    StatusCode::FORBIDDEN,
+                    "CSRF_FAILED",
+                    "unsafe requests with the session cookie need its X-CSRF-Token header",
+                ));
             }
             let role: Role = user.role.parse().map_err(|e| ApiError::internal(&e))?;
             Ok(Some(Principal {

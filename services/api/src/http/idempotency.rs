@@ -125,7 +125,10 @@ async fn run(state: AppState, req: Request, next: Next) -> Result<Response, Resp
             Ok::<_, ApiError>(())
         };
         if let Err(error) = completed.await {
-            tracing::error!(?error, "could not store an idempotent response; the key stays claimed until it goes stale");
+            tracing::error!(
+                ?error,
+                "could not store an idempotent response; the key stays claimed until it goes stale"
+            );
         }
     }
     Ok(Response::from_parts(parts, axum::body::Body::from(bytes)))
@@ -150,7 +153,10 @@ fn parse_key(value: &HeaderValue) -> ApiResult<String> {
 fn replay(stored: StoredResponse) -> Response {
     let status = StatusCode::from_u16(stored.status).unwrap_or(StatusCode::OK);
     let mut response = (status, stored.body).into_response();
-    if let Some(ct) = stored.content_type.and_then(|ct| HeaderValue::from_str(&ct).ok()) {
+    if let Some(ct) = stored
+        .content_type
+        .and_then(|ct| HeaderValue::from_str(&ct).ok())
+    {
         response.headers_mut().insert(header::CONTENT_TYPE, ct);
     }
     response

@@ -20,7 +20,9 @@ const SESSION_LIFETIME: Duration = Duration::hours(12);
 
 /// The auth routes.
 pub fn router() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new().routes(routes!(login)).routes(routes!(logout))
+    OpenApiRouter::new()
+        .routes(routes!(login))
+        .routes(routes!(logout))
 }
 
 /// Credentials.
@@ -43,7 +45,11 @@ pub struct LoginOut {
 }
 
 fn invalid_credentials() -> ApiError {
-    ApiError::new(StatusCode::UNAUTHORIZED, "INVALID_CREDENTIALS", "e-mail or password is wrong")
+    ApiError::new(
+        StatusCode::UNAUTHORIZED,
+        "INVALID_CREDENTIALS",
+        "e-mail or password is wrong",
+    )
 }
 
 /// Sign in; sets the session cookie. Wrong e-mail and wrong password answer
@@ -52,7 +58,10 @@ fn invalid_credentials() -> ApiError {
     responses((status = 200, body = LoginOut), (status = 401, body = crate::http::error::Problem),
               (status = 429, body = crate::http::error::Problem)))]
 #[tracing::instrument(skip_all)]
-pub async fn login(State(state): State<AppState>, Json(input): Json<LoginIn>) -> ApiResult<Response> {
+pub async fn login(
+    State(state): State<AppState>,
+    Json(input): Json<LoginIn>,
+) -> ApiResult<Response> {
     if input.email.len() > 254 || input.password.len() > 1024 {
         return Err(invalid_credentials());
     }
@@ -62,18 +71,23 @@ pub async fn login(State(state): State<AppState>, Json(input): Json<LoginIn>) ->
             "RATE_LIMITED",
             "too many failed sign-ins for this address; wait and retry",
         )
-        .with_header(header::RETRY_AFTER, HeaderValue::from(wait.as_secs().max(1))));
+        .with_header(
+            header::RETRY_AFTER,
+            HeaderValue::from(wait.as_secs().max(1)),
+        ));
     }
     let mut conn = state.db.acquire().await?;
     let found = tickiti_store::users::find_for_login(&mut conn, input.email.trim()).await?;
     // Hash even for an unknown address, so timing does not tell which exist.
-    let phc = found
-        .as_ref()
-        .map_or_else(|| tickiti_crypto::dummy_password_hash().to_owned(), |(_, h)| h.clone());
+    let phc = found.as_ref().map_or_else(
+        || tickiti_crypto::dummy_password_hash().to_owned(),
+        |(_, h)| h.clone(),
+    );
     let password = input.password.clone();
-    let verified = tokio::task::spawn_blocking(move || tickiti_crypto::verify_password(&password, &phc))
-        .await
-        .unwrap_or(false);
+    let verified =
+        tokio::task::spawn_blocking(move || tickiti_crypto::verify_password(&password, &phc))
+            .await
+            .unwrap_or(false);
     let Some((user, _)) = found.filter(|_| verified) else {
         state.login_throttle.failed(&input.email);
         return Err(invalid_credentials());
@@ -91,7 +105,11 @@ pub async fn login(State(state): State<AppState>, Json(input): Json<LoginIn>) ->
         OffsetDateTime::now_utc() + SESSION_LIFETIME,
     )
     .await?;
-    let secure = if state.config.secure_cookies() { "; Secure" } else { "" };
+    let secure = if state.config.secure_cookies() {
+        "; Secure"
+    } else {
+        ""
+    };
     let cookie = format!(
         "{SESSION_COOKIE}={cookie_value}; Path=/; HttpOnly; SameSite=Lax; Max-Age={}{secure}",
         SESSION_LIFETIME.whole_seconds()
@@ -113,7 +131,9 @@ pub async fn logout(State(state): State<AppState>, headers: HeaderMap) -> ApiRes
         let mut conn = state.db.acquire().await?;
         tickiti_store::sessions::delete(&mut conn, &tickiti_crypto::token_hash(&value)).await?;
     }
-    let clear = HeaderValue::from_str(&format!("{SESSION_COOKIE}=; Path=/; HttpOnly; SameSite=Lax; Max-Age=0"))
-        .map_err(|e| ApiError::internal(&e))?;
+    let clear = HeaderValue::from_str(&format!(
+        "{SESSION_COOKIE}=; Path=/; HttpOnly; SameSite=Lax; Max-Age=0"
+    ))
+    .map_err(|e| ApiError::internal(&e))?;
     Ok((StatusCode::NO_CONTENT, [(header::SET_COOKIE, clear)]).into_response())
 }

@@ -5,8 +5,8 @@ use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
 use tickiti_domain::validation::EMAIL_MAX;
 use tickiti_domain::{Ability, EventType, Validation, new_id};
-use tickiti_store::contacts::{self, Contact, ContactChanges, EMAIL_KEY};
 use tickiti_store::StoreError;
+use tickiti_store::contacts::{self, Contact, ContactChanges, EMAIL_KEY};
 use time::OffsetDateTime;
 use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
@@ -100,7 +100,10 @@ const NOT_FOUND: &str = "CONTACT_NOT_FOUND";
 
 fn conflict_or(error: StoreError) -> ApiError {
     if error.is_conflict_on(EMAIL_KEY) {
-        ApiError::conflict("CONTACT_EMAIL_TAKEN", "a contact with this e-mail address exists")
+        ApiError::conflict(
+            "CONTACT_EMAIL_TAKEN",
+            "a contact with this e-mail address exists",
+        )
     } else {
         error.into()
     }
@@ -117,9 +120,17 @@ pub async fn list_contacts(
 ) -> ApiResult<axum::Json<ListOut<ContactOut>>> {
     principal.require(Ability::ContactsRead)?;
     let before = Cursor::after_id(query.cursor)?;
-    let q = query.filter.q.as_deref().map(str::trim).filter(|q| !q.is_empty());
+    let q = query
+        .filter
+        .q
+        .as_deref()
+        .map(str::trim)
+        .filter(|q| !q.is_empty());
     if q.is_some_and(|q| q.chars().count() > 200) {
-        return Err(ApiError::invalid_field("q", "must be at most 200 characters"));
+        return Err(ApiError::invalid_field(
+            "q",
+            "must be at most 200 characters",
+        ));
     }
     let mut conn = state.db.acquire().await?;
     let page = contacts::list(&mut conn, principal.org(), q, before, query.limit).await?;
@@ -233,11 +244,19 @@ pub async fn delete_contact(
     let deleted = contacts::delete(&mut tx, principal.org(), id)
         .await
         .map_err(|e| match e {
-            StoreError::InUse { .. } => ApiError::conflict("CONTACT_IN_USE", "tickets still refer to this contact"),
+            StoreError::InUse { .. } => {
+                ApiError::conflict("CONTACT_IN_USE", "tickets still refer to this contact")
+            }
             other => other.into(),
         })?
         .ok_or_else(|| ApiError::not_found(NOT_FOUND, "contact"))?;
-    emit(&mut tx, principal.org(), EventType::ContactDeleted, &ContactOut::from(deleted)).await?;
+    emit(
+        &mut tx,
+        principal.org(),
+        EventType::ContactDeleted,
+        &ContactOut::from(deleted),
+    )
+    .await?;
     tx.commit().await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -128,7 +128,11 @@ pub async fn create_message(
             ticket_id: ticket.id,
             author_user_id: Some(principal.user.id),
             author_contact_id: None,
-            visibility: input.visibility.unwrap_or(Visibility::Public).as_str().to_owned(),
+            visibility: input
+                .visibility
+                .unwrap_or(Visibility::Public)
+                .as_str()
+                .to_owned(),
             body: input.body,
             created_at: OffsetDateTime::now_utc(),
         },
@@ -144,12 +148,21 @@ pub async fn create_message(
     }
     record_mentions(&mut tx, &principal, &message).await?;
     tx.commit().await?;
-    Ok((StatusCode::CREATED, [(header::ETAG, etag(touched.version))], axum::Json(out)).into_response())
+    Ok((
+        StatusCode::CREATED,
+        [(header::ETAG, etag(touched.version))],
+        axum::Json(out),
+    )
+        .into_response())
 }
 
 /// Creates a mention for every colleague the body names by e-mail or by
 /// name handle (the name without spaces); the author is never mentioned.
-async fn record_mentions(conn: &mut PgConnection, principal: &Principal, message: &Message) -> ApiResult<()> {
+async fn record_mentions(
+    conn: &mut PgConnection,
+    principal: &Principal,
+    message: &Message,
+) -> ApiResult<()> {
     let tokens = mention_tokens(&message.body);
     if tokens.is_empty() {
         return Ok(());
@@ -176,7 +189,13 @@ async fn record_mentions(conn: &mut PgConnection, principal: &Principal, message
             },
         )
         .await?;
-        emit(conn, principal.org(), EventType::MentionCreated, &MentionOut::from(mention)).await?;
+        emit(
+            conn,
+            principal.org(),
+            EventType::MentionCreated,
+            &MentionOut::from(mention),
+        )
+        .await?;
     }
     Ok(())
 }
@@ -201,8 +220,22 @@ pub async fn delete_message(
         .await?
         .ok_or_else(|| ApiError::not_found("MESSAGE_NOT_FOUND", "message"))?;
     tickets::touch(&mut tx, org, ticket.id).await?;
-    audit::insert(&mut tx, org, ticket.id, Some(principal.user.id), "message.deleted", &json!({ "message_id": deleted.id })).await?;
-    emit(&mut tx, org, EventType::MessageDeleted, &MessageOut::from(deleted)).await?;
+    audit::insert(
+        &mut tx,
+        org,
+        ticket.id,
+        Some(principal.user.id),
+        "message.deleted",
+        &json!({ "message_id": deleted.id }),
+    )
+    .await?;
+    emit(
+        &mut tx,
+        org,
+        EventType::MessageDeleted,
+        &MessageOut::from(deleted),
+    )
+    .await?;
     tx.commit().await?;
     Ok(StatusCode::NO_CONTENT)
 }

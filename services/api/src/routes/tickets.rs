@@ -163,7 +163,12 @@ pub struct TicketPatch {
 const NOT_FOUND: &str = "TICKET_NOT_FOUND";
 
 /// The ticket of the caller's organization, or 404 (also for another organization's id).
-pub async fn find_ticket(conn: &mut PgConnection, principal: &Principal, raw_id: &str, lock: bool) -> ApiResult<Ticket> {
+pub async fn find_ticket(
+    conn: &mut PgConnection,
+    principal: &Principal,
+    raw_id: &str,
+    lock: bool,
+) -> ApiResult<Ticket> {
     let id = parse_id(raw_id, NOT_FOUND, "ticket")?;
     tickets::get(conn, principal.org(), id, lock)
         .await?
@@ -207,7 +212,12 @@ fn with_etag(status: StatusCode, ticket: TicketOut) -> Response {
     (status, [(header::ETAG, tag)], axum::Json(ticket)).into_response()
 }
 
-async fn check_queue(conn: &mut PgConnection, org: Uuid, queue_id: Option<Uuid>, v: &mut Validation) -> ApiResult<()> {
+async fn check_queue(
+    conn: &mut PgConnection,
+    org: Uuid,
+    queue_id: Option<Uuid>,
+    v: &mut Validation,
+) -> ApiResult<()> {
     if let Some(id) = queue_id
         && queues::get(conn, org, id).await?.is_none()
     {
@@ -216,7 +226,12 @@ async fn check_queue(conn: &mut PgConnection, org: Uuid, queue_id: Option<Uuid>,
     Ok(())
 }
 
-async fn check_assignee(conn: &mut PgConnection, org: Uuid, user_id: Option<Uuid>, v: &mut Validation) -> ApiResult<()> {
+async fn check_assignee(
+    conn: &mut PgConnection,
+    org: Uuid,
+    user_id: Option<Uuid>,
+    v: &mut Validation,
+) -> ApiResult<()> {
     if let Some(id) = user_id
         && users::get(conn, org, id).await?.is_none()
     {
@@ -249,7 +264,15 @@ pub async fn list_tickets(
     let filter = query.filter.parse().map_err(ApiError::validation)?;
     let before = crate::http::extract::Cursor::after_id(query.cursor)?;
     let mut conn = state.db.acquire().await?;
-    let page = tickets::list(&mut conn, principal.org(), &filter, principal.user.id, before, query.limit).await?;
+    let page = tickets::list(
+        &mut conn,
+        principal.org(),
+        &filter,
+        principal.user.id,
+        before,
+        query.limit,
+    )
+    .await?;
     Ok(axum::Json(ListOut::from_page(page, TicketOut::from)))
 }
 
@@ -300,10 +323,21 @@ pub async fn create_ticket(
     let contact = match (existing_contact, &input.contact) {
         (Some(contact), _) => contact,
         (None, Some(c)) => {
-            let (contact, created) =
-                contacts::find_or_insert(&mut tx, org, c.email.trim(), c.name.as_deref().map(str::trim)).await?;
+            let (contact, created) = contacts::find_or_insert(
+                &mut tx,
+                org,
+                c.email.trim(),
+                c.name.as_deref().map(str::trim),
+            )
+            .await?;
             if created {
-                emit(&mut tx, org, EventType::ContactCreated, &super::contacts::ContactOut::from(contact.clone())).await?;
+                emit(
+                    &mut tx,
+                    org,
+                    EventType::ContactCreated,
+                    &super::contacts::ContactOut::from(contact.clone()),
+                )
+                .await?;
             }
             contact
         }
@@ -323,7 +357,11 @@ pub async fn create_ticket(
             code: tickiti_domain::organization::ticket_code(&organization.code_prefix, number),
             subject: input.subject.trim().to_owned(),
             status: TicketStatus::New.as_str().to_owned(),
-            priority: input.priority.unwrap_or(Priority::Normal).as_str().to_owned(),
+            priority: input
+                .priority
+                .unwrap_or(Priority::Normal)
+                .as_str()
+                .to_owned(),
             queue_id: input.queue_id,
             assignee_id: input.assignee_id,
             contact_id: contact.id,
@@ -337,7 +375,15 @@ pub async fn create_ticket(
     )
     .await?;
     let out = TicketOut::from(ticket.clone());
-    audit::insert(&mut tx, org, ticket.id, Some(principal.user.id), "ticket.created", &json!({})).await?;
+    audit::insert(
+        &mut tx,
+        org,
+        ticket.id,
+        Some(principal.user.id),
+        "ticket.created",
+        &json!({}),
+    )
+    .await?;
     emit(&mut tx, org, EventType::TicketCreated, &out).await?;
     if ticket.assignee_id.is_some() {
         emit(&mut tx, org, EventType::TicketAssigned, &out).await?;
@@ -371,7 +417,11 @@ pub async fn create_ticket(
     responses((status = 200, body = TicketOut, headers(("ETag" = String))), (status = 404, body = crate::http::error::Problem)),
     security(("bearer" = []), ("session" = [])))]
 #[tracing::instrument(skip_all, fields(ticket.id = %id))]
-pub async fn get_ticket(State(state): State<AppState>, principal: Principal, Path(id): Path<String>) -> ApiResult<Response> {
+pub async fn get_ticket(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(id): Path<String>,
+) -> ApiResult<Response> {
     principal.require(Ability::TicketsRead)?;
     let mut conn = state.db.acquire().await?;
     let ticket = find_ticket(&mut conn, &principal, &id, false).await?;
@@ -434,7 +484,15 @@ pub async fn update_ticket(
     }
     let saved = tickets::save(&mut tx, &after).await?;
     let out = TicketOut::from(saved.clone());
-    audit::insert(&mut tx, org, saved.id, Some(principal.user.id), "ticket.updated", &serde_json::Value::Object(changes)).await?;
+    audit::insert(
+        &mut tx,
+        org,
+        saved.id,
+        Some(principal.user.id),
+        "ticket.updated",
+        &serde_json::Value::Object(changes),
+    )
+    .await?;
     emit(&mut tx, org, EventType::TicketUpdated, &out).await?;
     if before.assignee_id != saved.assignee_id && saved.assignee_id.is_some() {
         emit(&mut tx, org, EventType::TicketAssigned, &out).await?;
@@ -461,7 +519,11 @@ fn diff(before: &Ticket, after: &Ticket) -> serde_json::Map<String, serde_json::
     field("status", json!(before.status), json!(after.status));
     field("priority", json!(before.priority), json!(after.priority));
     field("queue_id", json!(before.queue_id), json!(after.queue_id));
-    field("assignee_id", json!(before.assignee_id), json!(after.assignee_id));
+    field(
+        "assignee_id",
+        json!(before.assignee_id),
+        json!(after.assignee_id),
+    );
     field("tags", json!(before.tags), json!(after.tags));
     changes
 }
@@ -472,14 +534,32 @@ fn diff(before: &Ticket, after: &Ticket) -> serde_json::Map<String, serde_json::
     responses((status = 204), (status = 404, body = crate::http::error::Problem)),
     security(("bearer" = []), ("session" = [])))]
 #[tracing::instrument(skip_all, fields(ticket.id = %id))]
-pub async fn delete_ticket(State(state): State<AppState>, principal: Principal, Path(id): Path<String>) -> ApiResult<StatusCode> {
+pub async fn delete_ticket(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(id): Path<String>,
+) -> ApiResult<StatusCode> {
     principal.require(Ability::TicketsWrite)?;
     let org = principal.org();
     let mut tx = state.db.begin().await?;
     let ticket = find_ticket(&mut tx, &principal, &id, true).await?;
     tickets::delete(&mut tx, org, ticket.id).await?;
-    audit::insert(&mut tx, org, ticket.id, Some(principal.user.id), "ticket.deleted", &json!({})).await?;
-    emit(&mut tx, org, EventType::TicketDeleted, &TicketOut::from(ticket)).await?;
+    audit::insert(
+        &mut tx,
+        org,
+        ticket.id,
+        Some(principal.user.id),
+        "ticket.deleted",
+        &json!({}),
+    )
+    .await?;
+    emit(
+        &mut tx,
+        org,
+        EventType::TicketDeleted,
+        &TicketOut::from(ticket),
+    )
+    .await?;
     tx.commit().await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -1,0 +1,334 @@
+//! Perspectives and their counts, mentions, time entries, queues, users and tokens.
+#![allow(clippy::unwrap_used)]
+
+use serde_json::{Value, json};
+use sqlx::PgPool;
+use tickiti_domain::{Ability, Role};
+use tickiti_testkit::TestApp;
+
+fn count_of(counts: &Value, perspectives: &Value, name: &str) -> i64 {
+    let id = perspectives["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == name)
+        .unwrap_or_else(|| panic!("no perspective {name}"))["id"]
+        .clone();
+    counts["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["perspective_id"] == id)
+        .unwrap()["count"]
+        .as_i64()
+        .unwrap()
+}
+
+#[sqlx::test(migrator = "tickiti_store::MIGRATOR")]
+async fn default_perspectives_count_per_user(db: PgPool) {
+    let app = TestApp::spawn(db).await;
+    let org = app.org("Acme").await;
+    let (agent_id, _, agent) = app.user(&org, "Bob", Role::Agent, &[Ability::All]).await;
+    let perspectives = app.get("/api/v1/perspectives", &org.token).await;
+    let names: Vec<_> = perspectives.body["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["name"].clone())
+        .collect();
+    assert_eq!(
+        names,
+        vec![json!("All open"), json!("Mine"), json!("Unassigned")]
+    );
+
+    let a = app.ticket(&org.token, "one").await;
+    let b = app.ticket(&org.token, "two").await;
+    app.ticket(&org.token, "three").await;
+    app.patch(
+        &format!("/api/v1/tickets/{}", a["id"].as_str().unwrap()),
+        &org.token,
+        json!({ "assignee_id": agent_id }),
+    )
+    .await;
+    app.patch(
+        &format!("/api/v1/tickets/{}", b["id"].as_str().unwrap()),
+        &org.token,
+        json!({ "status": "solved" }),
+    )
+    .await;
+
+    let admin_counts = app.get("/api/v1/perspectives/counts", &org.token).await;
+    assert_eq!(admin_counts.status, 200, "{}", admin_counts.body);
+    assert_eq!(
+        count_of(&admin_counts.body, &perspectives.body, "All open"),
+        2
+    );
+    assert_eq!(count_of(&admin_counts.body, &perspectives.body, "Mine"), 0);
+    assert_eq!(
+        count_of(&admin_counts.body, &perspectives.body, "Unassigned"),
+        1
+    );
+    let agent_counts = app.get("/api/v1/perspectives/counts", &agent).await;
+    assert_eq!(
+        count_of(&agent_counts.body, &perspectives.body, "Mine"),
+        1,
+        "Mine is per user"
+    );
+
+    // A private perspective with a filter; a bad filter is refused.
+    let urgent = app
+        .post(
+            "/api/v1/perspectives",
+            &agent,
+            json!({ "name": "Urgent", "filters": { "priority": "urgent,high" } }),
+        )
+        .await;
+    assert_eq!(urgent.status, 201, "{}", urgent.body);
+    let bad = app
+        .post(
+            "/api/v1/perspectives",
+            &agent,
+            json!({ "name": "Bad", "filters": { "status": "shut" } }),
+        )
+        .await;
+    assert_eq!(bad.status, 422);
+    let unknown = app
+        .post(
+            "/api/v1/perspectives",
+            &agent,
+            json!({ "name": "Bad", "filters": { "colour": "red" } }),
+        )
+        .await;
+    assert_eq!(unknown.status, 422);
+    let shared_by_agent = app
+        .post(
+            "/api/v1/perspectives",
+            &agent,
+            json!({ "name": "Team", "shared": true }),
+        )
+        .await;
+    assert_eq!(shared_by_agent.status, 403);
+    let admin_list = app.get("/api/v1/perspectives", &org.token).await;
+    assert_eq!(
+        admin_list.body["data"].as_array().unwrap().len(),
+        3,
+        "another user's private perspective is hidden"
+    );
+}
+
+#[sqlx::test(migrator = "tickiti_store::MIGRATOR")]
+async fn mentions_reach_the_named_colleague_and_can_be_acknowledged(db: PgPool) {
+    let app = TestApp::spawn(db).await;
+    let org = app.org("Acme").await;
+    let (ann_id, ann_email, ann) = app
+        .user(&org, "Ann Lee", Role::Agent, &[Ability::All])
+        .await;
+    let (_, _, bob) = app
+        .user(&org, "Bob Ray", Role::Agent, &[Ability::All])
+        .await;
+    let ticket = app.ticket(&org.token, "Help").await;
+    let messages = format!(
+        "/api/v1/tickets/{}/messages",
+        ticket["id"].as_str().unwrap()
+    );
+    app.post(
+        &messages,
+        &org.token,
+        json!({ "body": "@AnnLee please look", "visibility": "internal" }),
+    )
+    .await;
+    app.post(
+        &messages,
+        &bob,
+        json!({ "body": format!("cc @{ann_email}, and me @bobray") }),
+    )
+    .await;
+
+    let mine = app.get("/api/v1/mentions", &ann).await;
+    let list = mine.body["data"].as_array().unwrap();
+    assert_eq!(list.len(), 2);
+    assert!(
+        list.iter()
+            .all(|m| m["user_id"] == json!(ann_id) && m["acknowledged_at"].is_null())
+    );
+    assert_eq!(
+        app.get("/api/v1/mentions", &bob).await.body["data"],
+        json!([]),
+        "no self-mention"
+    );
+
+    let first = list[1]["id"].as_str().unwrap();
+    let ack = app
+        .post(&format!("/api/v1/mentions/{first}/ack"), &ann, json!({}))
+        .await;
+    assert_eq!(ack.status, 200, "{}", ack.body);
+    assert!(ack.body["acknowledged_at"].is_string());
+    let again = app
+        .post(&format!("/api/v1/mentions/{first}/ack"), &ann, json!({}))
+        .await;
+    assert_eq!(again.status, 200);
+    assert_eq!(again.body["acknowledged_at"], ack.body["acknowledged_at"]);
+    let theirs = app
+        .post(&format!("/api/v1/mentions/{first}/ack"), &bob, json!({}))
+        .await;
+    assert_eq!((theirs.status, theirs.code()), (404, "MENTION_NOT_FOUND"));
+    let order = app.get("/api/v1/mentions", &ann).await;
+    assert!(
+        order.body["data"][0]["acknowledged_at"].is_null(),
+        "unacknowledged first"
+    );
+    assert!(order.body["data"][1]["acknowledged_at"].is_string());
+}
+
+#[sqlx::test(migrator = "tickiti_store::MIGRATOR")]
+async fn time_entries_queues_users_and_tokens(db: PgPool) {
+    let app = TestApp::spawn(db).await;
+    let org = app.org("Acme").await;
+    let (agent_id, _, agent) = app.user(&org, "Bob", Role::Agent, &[Ability::All]).await;
+    let ticket = app.ticket(&org.token, "Billable").await;
+    let entries = format!(
+        "/api/v1/tickets/{}/time-entries",
+        ticket["id"].as_str().unwrap()
+    );
+
+    let entry = app
+        .post(
+            &entries,
+            &agent,
+            json!({ "minutes": 25, "note": "Called the customer" }),
+        )
+        .await;
+    assert_eq!(entry.status, 201, "{}", entry.body);
+    assert_eq!(entry.body["user_id"], json!(agent_id));
+    assert_eq!(
+        app.post(&entries, &agent, json!({ "minutes": 0 }))
+            .await
+            .status,
+        422
+    );
+    let id = entry.body["id"].as_str().unwrap();
+    let changed = app
+        .patch(
+            &format!("/api/v1/time-entries/{id}"),
+            &agent,
+            json!({ "minutes": 30, "note": null }),
+        )
+        .await;
+    assert_eq!(changed.status, 200, "{}", changed.body);
+    assert_eq!(changed.body["minutes"], 30);
+    assert!(changed.body["note"].is_null());
+    assert_eq!(
+        app.get(&entries, &agent).await.body["data"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+    assert_eq!(
+        app.delete(&format!("/api/v1/time-entries/{id}"), &agent)
+            .await
+            .status,
+        204
+    );
+    assert_eq!(
+        app.delete(&format!("/api/v1/time-entries/{id}"), &agent)
+            .await
+            .status,
+        404
+    );
+
+    let queue = app
+        .post("/api/v1/queues", &org.token, json!({ "name": "Billing" }))
+        .await;
+    assert_eq!(queue.status, 201);
+    let twice = app
+        .post("/api/v1/queues", &org.token, json!({ "name": "billing" }))
+        .await;
+    assert_eq!((twice.status, twice.code()), (409, "QUEUE_NAME_TAKEN"));
+    let queue_id = queue.body["id"].as_str().unwrap();
+    app.patch(
+        &format!("/api/v1/tickets/{}", ticket["id"].as_str().unwrap()),
+        &org.token,
+        json!({ "queue_id": queue_id }),
+    )
+    .await;
+    let in_use = app
+        .delete(&format!("/api/v1/queues/{queue_id}"), &org.token)
+        .await;
+    assert_eq!((in_use.status, in_use.code()), (409, "QUEUE_IN_USE"));
+    let filtered = app
+        .get(&format!("/api/v1/tickets?queue_id={queue_id}"), &agent)
+        .await;
+    assert_eq!(filtered.body["data"].as_array().unwrap().len(), 1);
+
+    let me = app.get("/api/v1/me", &agent).await;
+    assert_eq!(me.body["role"], "agent");
+    let quiet = app
+        .patch(
+            &format!("/api/v1/users/{agent_id}"),
+            &agent,
+            json!({ "realtime_notifications": true }),
+        )
+        .await;
+    assert_eq!(quiet.status, 200, "{}", quiet.body);
+    assert_eq!(quiet.body["realtime_notifications"], true);
+    let promote = app
+        .patch(
+            &format!("/api/v1/users/{agent_id}"),
+            &agent,
+            json!({ "role": "admin" }),
+        )
+        .await;
+    assert_eq!(promote.status, 403);
+    let last_admin = app
+        .patch(
+            &format!("/api/v1/users/{}", org.admin_id),
+            &org.token,
+            json!({ "role": "agent" }),
+        )
+        .await;
+    assert_eq!((last_admin.status, last_admin.code()), (409, "LAST_ADMIN"));
+    assert_eq!(
+        app.get("/api/v1/users", &agent).await.body["data"]
+            .as_array()
+            .unwrap()
+            .len(),
+        2
+    );
+
+    let token = app
+        .post(
+            "/api/v1/tokens",
+            &agent,
+            json!({ "name": "script", "abilities": ["tickets:read"] }),
+        )
+        .await;
+    assert_eq!(token.status, 201, "{}", token.body);
+    let secret = token.body["token"].as_str().unwrap();
+    assert_eq!(app.get("/api/v1/tickets", secret).await.status, 200);
+    let listed = app.get("/api/v1/tokens", &agent).await;
+    assert!(
+        listed.body["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|t| t.get("token").is_none()),
+        "secrets are shown once"
+    );
+    let beyond = app
+        .post(
+            "/api/v1/tokens",
+            &agent,
+            json!({ "name": "x", "abilities": ["admin"] }),
+        )
+        .await;
+    assert_eq!(beyond.status, 422);
+    let token_id = token.body["id"].as_str().unwrap();
+    assert_eq!(
+        app.delete(&format!("/api/v1/tokens/{token_id}"), &agent)
+            .await
+            .status,
+        204
+    );
+    assert_eq!(app.get("/api/v1/tickets", secret).await.status, 401);
+}
