@@ -189,12 +189,3 @@ CREATE TABLE outbox (
 );
 CREATE INDEX outbox_unpublished_idx ON outbox (id) WHERE published_at IS NULL;
 CREATE INDEX outbox_published_idx ON outbox (published_at) WHERE published_at IS NOT NULL;
-
--- wake the relay as soon as a transaction that wrote an event commits
-CREATE FUNCTION outbox_notify() RETURNS trigger LANGUAGE plpgsql AS $$
-BEGIN
-    PERFORM pg_notify('tickiti_outbox', '');
-    RETURN NULL;
-END $$;
-CREATE TRIGGER outbox_notify AFTER INSERT ON outbox
-    FOR EACH STATEMENT EXECUTE FUNCTION outbox_notify();

@@ -7,9 +7,6 @@ use uuid::Uuid;
 
 use crate::Result;
 
-/// The `NOTIFY` channel a commit with new events wakes the relay on.
-pub const CHANNEL: &str = "tickiti_outbox";
-
 /// Appends an event; it becomes visible to the relay when the transaction commits.
 pub async fn append(conn: &mut PgConnection, event: &EventEnvelope) -> Result<()> {
     let payload = serde_json::to_value(event).map_err(|e| sqlx::Error::Encode(Box::new(e)))?;

@@ -101,6 +101,7 @@ pub fn serve(
     let relay = tokio::spawn(crate::relay::run(
         state.db.clone(),
         state.bus.clone(),
+        state.outbox_signal.clone(),
         shutdown.clone(),
     ));
     let housekeeping = tokio::spawn(housekeeping(state.clone(), shutdown.clone()));

@@ -1,27 +1,28 @@
 //! The outbox relay: publishes committed events to `<prefix>.events` and
 //! marks them published only after the broker confirmed them (publisher
 //! confirms, RabbitMQ docs "Consumer Acknowledgements and Publisher
-//! Confirms"). Woken by `NOTIFY` on commit, and polls as a safety net.
+//! Confirms"). Woken in-process after each commit of this api, and polls so
+//! that events of other api processes (or of one that crashed) go out too.
 //! Delivery is at least once: a crash between the confirm and the mark
 //! publishes a batch again, and consumers deduplicate on the event id.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use backon::BackoffBuilder as _;
 use sqlx::PgPool;
-use sqlx::postgres::PgListener;
 use tickiti_bus::{Bus, OutgoingMessage};
 use tickiti_store::outbox;
+use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 /// Events published per round trip.
 const BATCH: i64 = 256;
-/// Poll interval when no notification arrives (a lost `NOTIFY`, a dropped listener).
+/// Poll interval when no signal arrives (events of other processes).
 const POLL: Duration = Duration::from_millis(1000);
 
 /// Runs until `shutdown`; never gives up on failures, backing off instead.
-pub async fn run(db: PgPool, bus: Bus, shutdown: CancellationToken) {
-    let mut listener = listen(&db).await;
+pub async fn run(db: PgPool, bus: Bus, signal: Arc<Notify>, shutdown: CancellationToken) {
     let mut backoff = new_backoff();
     loop {
         if shutdown.is_cancelled() {
@@ -40,10 +41,11 @@ pub async fn run(db: PgPool, bus: Bus, shutdown: CancellationToken) {
                 }
             }
         }
-        // Wait for a commit's NOTIFY, the poll interval, or shutdown.
+        // Wait for a commit's signal, the poll interval, or shutdown.
         tokio::select! {
             () = shutdown.cancelled() => return,
-            () = wait_for_notify(&db, &mut listener) => {}
+            () = signal.notified() => {}
+            () = tokio::time::sleep(POLL) => {}
         }
     }
 }
@@ -55,27 +57,6 @@ fn new_backoff() -> impl Iterator<Item = Duration> {
         .with_jitter()
         .without_max_times()
         .build()
-}
-
-async fn listen(db: &PgPool) -> Option<PgListener> {
-    let mut listener = PgListener::connect_with(db).await.ok()?;
-    listener.listen(outbox::CHANNEL).await.ok()?;
-    Some(listener)
-}
-
-async fn wait_for_notify(db: &PgPool, listener: &mut Option<PgListener>) {
-    let Some(l) = listener else {
-        tokio::time::sleep(POLL).await;
-        *listener = listen(db).await;
-        return;
-    };
-    match tokio::time::timeout(POLL, l.recv()).await {
-        Ok(Ok(_)) | Err(_) => {}
-        Ok(Err(error)) => {
-            tracing::warn!(%error, "outbox listener failed; polling until it is back");
-            *listener = None;
-        }
-    }
 }
 
 /// Publishes one batch; how many events it published.

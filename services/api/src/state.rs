@@ -2,8 +2,9 @@
 
 use std::sync::Arc;
 
-use sqlx::PgPool;
+use sqlx::{PgPool, Postgres, Transaction};
 use tickiti_bus::Bus;
+use tokio::sync::Notify;
 
 use crate::config::Config;
 use crate::http::guard::{LoginThrottle, RateLimiter};
@@ -21,6 +22,8 @@ pub struct AppState {
     pub rate_limiter: Arc<RateLimiter>,
     /// Slows down repeated failed logins.
     pub login_throttle: Arc<LoginThrottle>,
+    /// Rung after a commit that wrote events, to wake this process's outbox relay.
+    pub outbox_signal: Arc<Notify>,
 }
 
 impl AppState {
@@ -33,6 +36,16 @@ impl AppState {
             config: Arc::new(config),
             rate_limiter,
             login_throttle: Arc::new(LoginThrottle::default()),
+            outbox_signal: Arc::new(Notify::new()),
         }
+    }
+
+    /// Commits a transaction that may have written events and wakes the relay.
+    /// (An in-process signal instead of a `NOTIFY` trigger: `NOTIFY` takes a
+    /// database-wide lock at commit and would serialize every write.)
+    pub async fn commit(&self, tx: Transaction<'_, Postgres>) -> Result<(), sqlx::Error> {
+        tx.commit().await?;
+        self.outbox_signal.notify_one();
+        Ok(())
     }
 }

@@ -167,7 +167,7 @@ pub async fn create_contact(
     .map_err(conflict_or)?;
     let out = ContactOut::from(contact);
     emit(&mut tx, principal.org(), EventType::ContactCreated, &out).await?;
-    tx.commit().await?;
+    state.commit(tx).await?;
     Ok((StatusCode::CREATED, axum::Json(out)))
 }
 
@@ -224,7 +224,7 @@ pub async fn update_contact(
         .ok_or_else(|| ApiError::not_found(NOT_FOUND, "contact"))?;
     let out = ContactOut::from(contact);
     emit(&mut tx, principal.org(), EventType::ContactUpdated, &out).await?;
-    tx.commit().await?;
+    state.commit(tx).await?;
     Ok(axum::Json(out))
 }
 
@@ -257,6 +257,6 @@ pub async fn delete_contact(
         &ContactOut::from(deleted),
     )
     .await?;
-    tx.commit().await?;
+    state.commit(tx).await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -117,6 +117,6 @@ pub async fn ack_mention(
         )
         .await?;
     }
-    tx.commit().await?;
+    state.commit(tx).await?;
     Ok(axum::Json(out))
 }

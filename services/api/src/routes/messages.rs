@@ -147,7 +147,7 @@ pub async fn create_message(
         emit(&mut tx, org, EventType::TicketMessageCreated, &out).await?;
     }
     record_mentions(&mut tx, &principal, &message).await?;
-    tx.commit().await?;
+    state.commit(tx).await?;
     Ok((
         StatusCode::CREATED,
         [(header::ETAG, etag(touched.version))],
@@ -236,6 +236,6 @@ pub async fn delete_message(
         &MessageOut::from(deleted),
     )
     .await?;
-    tx.commit().await?;
+    state.commit(tx).await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -407,7 +407,7 @@ pub async fn create_ticket(
         emit(&mut tx, org, EventType::MessageCreated, &message).await?;
         emit(&mut tx, org, EventType::TicketMessageCreated, &message).await?;
     }
-    tx.commit().await?;
+    state.commit(tx).await?;
     Ok(with_etag(StatusCode::CREATED, out))
 }
 
@@ -503,7 +503,7 @@ pub async fn update_ticket(
             emit(&mut tx, org, EventType::TicketClosed, &out).await?;
         }
     }
-    tx.commit().await?;
+    state.commit(tx).await?;
     Ok(with_etag(StatusCode::OK, out))
 }
 
@@ -560,7 +560,7 @@ pub async fn delete_ticket(
         &TicketOut::from(ticket),
     )
     .await?;
-    tx.commit().await?;
+    state.commit(tx).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 

@@ -196,7 +196,7 @@ pub async fn create_time_entry(
     )
     .await?;
     emit(&mut tx, org, EventType::TimeEntryCreated, &out).await?;
-    tx.commit().await?;
+    state.commit(tx).await?;
     Ok((StatusCode::CREATED, axum::Json(out)))
 }
 
@@ -259,7 +259,7 @@ pub async fn update_time_entry(
     )
     .await?;
     emit(&mut tx, org, EventType::TimeEntryUpdated, &out).await?;
-    tx.commit().await?;
+    state.commit(tx).await?;
     Ok(axum::Json(out))
 }
 
@@ -306,6 +306,6 @@ pub async fn delete_time_entry(
     )
     .await?;
     emit(&mut tx, org, EventType::TimeEntryDeleted, &out).await?;
-    tx.commit().await?;
+    state.commit(tx).await?;
     Ok(StatusCode::NO_CONTENT)
 }
