@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use serde_json::json;
 use sqlx::PgPool;
-use tickiti_testkit::{EventTap, TestApp};
+use tickiti_testkit::{EventTap, TestApp, poll_until};
 
 fn rabbitmqctl(action: &str) {
     let status = Command::new("rabbitmqctl")
@@ -28,32 +28,12 @@ impl Drop for RestartOnDrop {
     }
 }
 
-async fn readyz(app: &TestApp) -> u16 {
-    app.client
-        .get(app.url("/readyz"))
-        .send()
-        .await
-        .unwrap()
-        .status()
-        .as_u16()
-}
-
-async fn wait_ready(app: &TestApp, want: u16) -> bool {
-    for _ in 0..300 {
-        if readyz(app).await == want {
-            return true;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    false
-}
-
 #[sqlx::test(migrator = "tickiti_store::MIGRATOR")]
 async fn fault_broker_stop_loses_no_events(db: PgPool) {
     let app = TestApp::spawn(db.clone()).await;
     let tap = EventTap::bind(&app.prefix).await;
     let org = app.org("Faulty").await;
-    assert!(wait_ready(&app, 200).await);
+    assert!(app.wait_ready(200).await);
 
     let mut subjects = HashSet::new();
     for i in 0..10 {
@@ -63,10 +43,7 @@ async fn fault_broker_stop_loses_no_events(db: PgPool) {
 
     let _restart = RestartOnDrop;
     rabbitmqctl("stop_app");
-    assert!(
-        wait_ready(&app, 503).await,
-        "readyz reports the broker down"
-    );
+    assert!(app.wait_ready(503).await, "readyz reports the broker down");
     for i in 0..40 {
         let reply = app
             .post(
@@ -81,49 +58,41 @@ async fn fault_broker_stop_loses_no_events(db: PgPool) {
         );
         subjects.insert(format!("during {i}"));
     }
-    let waiting: i64 = sqlx::query_scalar("SELECT count(*) FROM outbox WHERE published_at IS NULL")
-        .fetch_one(&db)
-        .await
-        .unwrap();
+    let waiting = app.unpublished_events().await;
     assert!(
         waiting >= 40,
         "the outbox holds the events while the broker is down ({waiting})"
     );
     rabbitmqctl("start_app");
-    assert!(wait_ready(&app, 200).await, "the api reconnects");
+    assert!(app.wait_ready(200).await, "the api reconnects");
     for i in 0..10 {
         app.ticket(&org.token, &format!("after {i}")).await;
         subjects.insert(format!("after {i}"));
     }
 
     // Every ticket's event arrives (duplicates would be allowed; losses not).
-    let mut received = HashSet::new();
-    for _ in 0..600 {
-        let events = tap.events().await;
-        received = events
+    let created = |events: &[serde_json::Value]| -> HashSet<String> {
+        events
             .iter()
             .filter(|e| e["event"] == "ticket.created")
             .map(|e| e["data"]["subject"].as_str().unwrap().to_owned())
-            .collect();
-        if received.len() == subjects.len() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+            .collect()
+    };
+    let events = tap
+        .wait_until(Duration::from_secs(60), |events| {
+            created(events).len() == subjects.len()
+        })
+        .await;
+    let received = created(&events);
     let missing: Vec<_> = subjects.difference(&received).collect();
     assert!(missing.is_empty(), "lost events: {missing:?}");
     // Rows are marked after the broker's confirm, which may trail the delivery.
-    let mut unpublished: i64 = -1;
-    for _ in 0..100 {
-        unpublished = sqlx::query_scalar("SELECT count(*) FROM outbox WHERE published_at IS NULL")
-            .fetch_one(&db)
-            .await
-            .unwrap();
-        if unpublished == 0 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let unpublished = poll_until(
+        Duration::from_secs(10),
+        || app.unpublished_events(),
+        |n| *n == 0,
+    )
+    .await;
     assert_eq!(unpublished, 0);
     // Event ids are unique per change; a re-published batch repeats ids, never invents them.
     let events = tap.events().await;

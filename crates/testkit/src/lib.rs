@@ -16,6 +16,23 @@ use tokio::sync::Mutex;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
+/// Calls `probe` every 50 ms until `done` holds for its answer or `timeout`
+/// passes; returns the last answer (so the caller's assertion shows it).
+pub async fn poll_until<T, F, Fut>(timeout: Duration, mut probe: F, done: impl Fn(&T) -> bool) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = T>,
+{
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        let value = probe().await;
+        if done(&value) || tokio::time::Instant::now() >= deadline {
+            return value;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 /// The broker tests use (`AMQP_URL`, else the local default).
 pub fn amqp_url() -> String {
     std::env::var("AMQP_URL").unwrap_or_else(|_| tickiti_bus::DEFAULT_AMQP_URL.to_owned())
@@ -194,6 +211,36 @@ impl TestApp {
         reply.body
     }
 
+    /// The status `/readyz` answers now.
+    pub async fn readyz(&self) -> u16 {
+        self.client
+            .get(self.url("/readyz"))
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .as_u16()
+    }
+
+    /// Waits (up to 30 s) until `/readyz` answers `want`; whether it did.
+    pub async fn wait_ready(&self, want: u16) -> bool {
+        poll_until(
+            Duration::from_secs(30),
+            || self.readyz(),
+            |status| *status == want,
+        )
+        .await
+            == want
+    }
+
+    /// Events still waiting in the outbox.
+    pub async fn unpublished_events(&self) -> i64 {
+        sqlx::query_scalar("SELECT count(*) FROM outbox WHERE published_at IS NULL")
+            .fetch_one(&self.db)
+            .await
+            .unwrap()
+    }
+
     /// Stops the api.
     pub fn stop(&self) {
         self.shutdown.cancel();
@@ -298,15 +345,17 @@ impl EventTap {
 
     /// Waits until `count` events arrived (or `timeout`); returns what arrived, as JSON.
     pub async fn wait_for(&self, count: usize, timeout: Duration) -> Vec<Value> {
-        let deadline = tokio::time::Instant::now() + timeout;
-        loop {
-            let n = self.received.lock().await.len();
-            if n >= count || tokio::time::Instant::now() >= deadline {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        self.events().await
+        self.wait_until(timeout, |events| events.len() >= count)
+            .await
+    }
+
+    /// Waits until the events so far satisfy `done` (or `timeout`); returns them.
+    pub async fn wait_until(
+        &self,
+        timeout: Duration,
+        done: impl Fn(&[Value]) -> bool,
+    ) -> Vec<Value> {
+        poll_until(timeout, || self.events(), |events| done(events)).await
     }
 
     /// Every event so far, as JSON envelopes.

@@ -360,10 +360,11 @@ async fn resolve(
     creds: &Credentials,
     csrf_sent: Option<Option<String>>,
 ) -> ApiResult<Option<Principal>> {
-    let mut conn = state.db.acquire().await?;
+    // Anonymous requests take no connection: /healthz answers while the database is down.
     match creds {
         Credentials::None => Ok(None),
         Credentials::Bearer(token) => {
+            let mut conn = state.db.acquire().await?;
             let found =
                 tickiti_store::tokens::authenticate(&mut conn, &tickiti_crypto::token_hash(token))
                     .await?;
@@ -388,6 +389,7 @@ async fn resolve(
             }))
         }
         Credentials::Session(cookie) => {
+            let mut conn = state.db.acquire().await?;
             let found = tickiti_store::sessions::authenticate(
                 &mut conn,
                 &tickiti_crypto::token_hash(cookie),
