@@ -52,15 +52,19 @@ pub async fn insert(
     Ok(())
 }
 
-/// The next ticket number of an organization.
-pub async fn next_ticket_number(conn: &mut PgConnection, organization_id: Uuid) -> Result<i64> {
-    let number = sqlx::query_scalar!(
-        r#"SELECT nextval($1::text::regclass) AS "number!""#,
+/// The next ticket number of an organization and its code prefix, in one round trip.
+pub async fn next_ticket_number(
+    conn: &mut PgConnection,
+    organization_id: Uuid,
+) -> Result<Option<(i64, String)>> {
+    let row = sqlx::query!(
+        r#"SELECT nextval($2::text::regclass) AS "number!", code_prefix FROM organizations WHERE id = $1"#,
+        organization_id,
         sequence_name(organization_id)
     )
-    .fetch_one(conn)
+    .fetch_optional(conn)
     .await?;
-    Ok(number)
+    Ok(row.map(|r| (r.number, r.code_prefix)))
 }
 
 /// An organization by id.

@@ -7,15 +7,26 @@ use uuid::Uuid;
 
 use crate::Result;
 
-/// Appends an event; it becomes visible to the relay when the transaction commits.
-pub async fn append(conn: &mut PgConnection, event: &EventEnvelope) -> Result<()> {
-    let payload = serde_json::to_value(event).map_err(|e| sqlx::Error::Encode(Box::new(e)))?;
+/// Appends events in one statement; they become visible to the relay when
+/// the transaction commits.
+pub async fn append(conn: &mut PgConnection, events: &[EventEnvelope]) -> Result<()> {
+    let mut ids = Vec::with_capacity(events.len());
+    let mut orgs = Vec::with_capacity(events.len());
+    let mut types = Vec::with_capacity(events.len());
+    let mut payloads = Vec::with_capacity(events.len());
+    for event in events {
+        ids.push(event.id);
+        orgs.push(event.organization_id);
+        types.push(event.event.as_str().to_owned());
+        payloads.push(serde_json::to_value(event).map_err(|e| sqlx::Error::Encode(Box::new(e)))?);
+    }
     sqlx::query!(
-        "INSERT INTO outbox (id, organization_id, event_type, payload) VALUES ($1, $2, $3, $4)",
-        event.id,
-        event.organization_id,
-        event.event.as_str(),
-        payload
+        "INSERT INTO outbox (id, organization_id, event_type, payload)
+         SELECT * FROM UNNEST($1::uuid[], $2::uuid[], $3::text[], $4::jsonb[])",
+        &ids,
+        &orgs,
+        &types,
+        &payloads
     )
     .execute(conn)
     .await?;

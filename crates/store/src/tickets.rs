@@ -140,20 +140,22 @@ pub async fn save(conn: &mut PgConnection, ticket: &Ticket) -> Result<Ticket> {
     })
 }
 
-/// Marks a ticket changed without changing a field (a message was added).
+/// Marks a ticket changed without changing a field (a message was added
+/// or removed); its new version, `None` when there is no such ticket.
 pub async fn touch(
     conn: &mut PgConnection,
     organization_id: Uuid,
     id: Uuid,
-) -> Result<Option<Ticket>> {
-    sqlx::query!(
-        "UPDATE tickets SET version = version + 1, updated_at = now() WHERE organization_id = $1 AND id = $2",
+) -> Result<Option<i32>> {
+    let version = sqlx::query_scalar!(
+        "UPDATE tickets SET version = version + 1, updated_at = now()
+         WHERE organization_id = $1 AND id = $2 RETURNING version",
         organization_id,
         id
     )
-    .execute(&mut *conn)
+    .fetch_optional(conn)
     .await?;
-    get(conn, organization_id, id, false).await
+    Ok(version)
 }
 
 /// Deletes a ticket and, by cascade, its messages, mentions and time entries.

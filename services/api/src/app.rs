@@ -55,6 +55,9 @@ pub fn router(state: AppState) -> (Router, utoipa::openapi::OpenApi) {
 pub async fn connect_database(config: &Config) -> anyhow::Result<PgPool> {
     let options = PgPoolOptions::new()
         .max_connections(config.database_max_connections)
+        // A broken connection surfaces as a query error anyway; a ping per
+        // checkout would add a round trip to every request.
+        .test_before_acquire(false)
         .acquire_timeout(Duration::from_secs(5));
     let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
     loop {

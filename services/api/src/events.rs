@@ -1,22 +1,57 @@
-//! Emitting events: every change appends its event to the outbox inside the
+//! Emitting events: every change appends its events to the outbox inside the
 //! change's own transaction, so an event exists exactly when its change
-//! committed (the relay publishes it afterwards).
+//! committed (the relay publishes it afterwards). A change that emits
+//! several events collects them in an [`EventBatch`] and writes them in one
+//! statement.
 
 use serde::Serialize;
 use sqlx::PgConnection;
 use tickiti_domain::{EventEnvelope, EventType};
 use uuid::Uuid;
 
-use crate::http::ApiResult;
+use crate::http::{ApiError, ApiResult};
 
-/// Appends an event about `data` (the resource as the API returns it).
+/// Events of one change, written together.
+#[derive(Debug)]
+pub struct EventBatch {
+    organization_id: Uuid,
+    events: Vec<EventEnvelope>,
+}
+
+impl EventBatch {
+    /// An empty batch for the organization's events.
+    pub fn new(organization_id: Uuid) -> Self {
+        Self {
+            organization_id,
+            events: Vec::new(),
+        }
+    }
+
+    /// Adds an event about `data` (the resource as the API returns it).
+    pub fn push(&mut self, event: EventType, data: &impl Serialize) -> ApiResult<()> {
+        let data = serde_json::to_value(data).map_err(|e| ApiError::internal(&e))?;
+        self.events
+            .push(EventEnvelope::new(event, self.organization_id, data));
+        Ok(())
+    }
+
+    /// Appends the batch to the outbox.
+    pub async fn append(self, conn: &mut PgConnection) -> ApiResult<()> {
+        if !self.events.is_empty() {
+            tickiti_store::outbox::append(conn, &self.events).await?;
+        }
+        Ok(())
+    }
+}
+
+/// Appends one event about `data` (the resource as the API returns it).
 pub async fn emit(
     conn: &mut PgConnection,
     organization_id: Uuid,
     event: EventType,
     data: &impl Serialize,
 ) -> ApiResult<()> {
-    let data = serde_json::to_value(data).map_err(|e| crate::http::ApiError::internal(&e))?;
-    tickiti_store::outbox::append(conn, &EventEnvelope::new(event, organization_id, data)).await?;
-    Ok(())
+    let mut batch = EventBatch::new(organization_id);
+    batch.push(event, data)?;
+    batch.append(conn).await
 }

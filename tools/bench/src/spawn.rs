@@ -93,11 +93,6 @@ pub async fn start(
     amqp_url: &str,
     db_connections: u32,
 ) -> anyhow::Result<SpawnedApi> {
-    let pool = scratch.pool(db_connections).await?;
-    tickiti_store::MIGRATOR
-        .run(&pool)
-        .await
-        .context("cannot migrate the bench database")?;
     let prefix = format!("bench_{}", Uuid::now_v7().simple());
     let config = Config {
         listen: std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
@@ -109,6 +104,12 @@ pub async fn start(
         rate_limit: RateLimit::Off,
         database_max_connections: db_connections,
     };
+    // The api's own pool settings, so the bench measures what production runs.
+    let pool = tickiti_api::app::connect_database(&config).await?;
+    tickiti_store::MIGRATOR
+        .run(&pool)
+        .await
+        .context("cannot migrate the bench database")?;
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .context("cannot bind a local port")?;

@@ -19,7 +19,7 @@ use uuid::Uuid;
 
 use super::mentions::MentionOut;
 use super::tickets::{check_if_match, etag, find_ticket};
-use crate::events::emit;
+use crate::events::{EventBatch, emit};
 use crate::http::extract::{Cursor, NoFilter, PageParams, parse_id};
 use crate::http::{ApiError, ApiResult, Json, ListOut, ListQuery, Principal};
 use crate::state::AppState;
@@ -138,19 +138,21 @@ pub async fn create_message(
         },
     )
     .await?;
-    let touched = tickets::touch(&mut tx, org, ticket.id)
+    let version = tickets::touch(&mut tx, org, ticket.id)
         .await?
         .ok_or_else(|| ApiError::not_found("TICKET_NOT_FOUND", "ticket"))?;
     let out = MessageOut::from(message.clone());
-    emit(&mut tx, org, EventType::MessageCreated, &out).await?;
+    let mut events = EventBatch::new(org);
+    events.push(EventType::MessageCreated, &out)?;
     if out.visibility == Visibility::Public {
-        emit(&mut tx, org, EventType::TicketMessageCreated, &out).await?;
+        events.push(EventType::TicketMessageCreated, &out)?;
     }
-    record_mentions(&mut tx, &principal, &message).await?;
+    record_mentions(&mut tx, &principal, &message, &mut events).await?;
+    events.append(&mut tx).await?;
     state.commit(tx).await?;
     Ok((
         StatusCode::CREATED,
-        [(header::ETAG, etag(touched.version))],
+        [(header::ETAG, etag(version))],
         axum::Json(out),
     )
         .into_response())
@@ -162,6 +164,7 @@ async fn record_mentions(
     conn: &mut PgConnection,
     principal: &Principal,
     message: &Message,
+    events: &mut EventBatch,
 ) -> ApiResult<()> {
     let tokens = mention_tokens(&message.body);
     if tokens.is_empty() {
@@ -189,13 +192,7 @@ async fn record_mentions(
             },
         )
         .await?;
-        emit(
-            conn,
-            principal.org(),
-            EventType::MentionCreated,
-            &MentionOut::from(mention),
-        )
-        .await?;
+        events.push(EventType::MentionCreated, &MentionOut::from(mention))?;
     }
     Ok(())
 }

@@ -19,7 +19,7 @@ use utoipa_axum::routes;
 use uuid::Uuid;
 
 use super::messages::MessageOut;
-use crate::events::emit;
+use crate::events::{EventBatch, emit};
 use crate::http::extract::{NoFilter, PageParams, nullable, parse_id};
 use crate::http::{ApiError, ApiResult, Json, ListOut, ListQuery, Principal};
 use crate::state::AppState;
@@ -320,6 +320,7 @@ pub async fn create_ticket(
     };
     v.finish().map_err(ApiError::validation)?;
 
+    let mut events = EventBatch::new(org);
     let contact = match (existing_contact, &input.contact) {
         (Some(contact), _) => contact,
         (None, Some(c)) => {
@@ -331,22 +332,18 @@ pub async fn create_ticket(
             )
             .await?;
             if created {
-                emit(
-                    &mut tx,
-                    org,
+                events.push(
                     EventType::ContactCreated,
                     &super::contacts::ContactOut::from(contact.clone()),
-                )
-                .await?;
+                )?;
             }
             contact
         }
         (None, None) => return Err(ApiError::invalid_field("contact", "is required")),
     };
-    let organization = organizations::get(&mut tx, org)
+    let (number, code_prefix) = organizations::next_ticket_number(&mut tx, org)
         .await?
         .ok_or_else(ApiError::unauthenticated)?;
-    let number = organizations::next_ticket_number(&mut tx, org).await?;
     let now = OffsetDateTime::now_utc();
     let ticket = tickets::insert(
         &mut tx,
@@ -354,7 +351,7 @@ pub async fn create_ticket(
             id: new_id(),
             organization_id: org,
             number,
-            code: tickiti_domain::organization::ticket_code(&organization.code_prefix, number),
+            code: tickiti_domain::organization::ticket_code(&code_prefix, number),
             subject: input.subject.trim().to_owned(),
             status: TicketStatus::New.as_str().to_owned(),
             priority: input
@@ -384,9 +381,9 @@ pub async fn create_ticket(
         &json!({}),
     )
     .await?;
-    emit(&mut tx, org, EventType::TicketCreated, &out).await?;
+    events.push(EventType::TicketCreated, &out)?;
     if ticket.assignee_id.is_some() {
-        emit(&mut tx, org, EventType::TicketAssigned, &out).await?;
+        events.push(EventType::TicketAssigned, &out)?;
     }
     if let Some(body) = &input.message {
         let message = messages::insert(
@@ -404,9 +401,10 @@ pub async fn create_ticket(
         )
         .await?;
         let message = MessageOut::from(message);
-        emit(&mut tx, org, EventType::MessageCreated, &message).await?;
-        emit(&mut tx, org, EventType::TicketMessageCreated, &message).await?;
+        events.push(EventType::MessageCreated, &message)?;
+        events.push(EventType::TicketMessageCreated, &message)?;
     }
+    events.append(&mut tx).await?;
     state.commit(tx).await?;
     Ok(with_etag(StatusCode::CREATED, out))
 }
@@ -493,16 +491,18 @@ pub async fn update_ticket(
         &serde_json::Value::Object(changes),
     )
     .await?;
-    emit(&mut tx, org, EventType::TicketUpdated, &out).await?;
+    let mut events = EventBatch::new(org);
+    events.push(EventType::TicketUpdated, &out)?;
     if before.assignee_id != saved.assignee_id && saved.assignee_id.is_some() {
-        emit(&mut tx, org, EventType::TicketAssigned, &out).await?;
+        events.push(EventType::TicketAssigned, &out)?;
     }
     if before.status != saved.status {
-        emit(&mut tx, org, EventType::TicketStatusChanged, &out).await?;
+        events.push(EventType::TicketStatusChanged, &out)?;
         if saved.status == TicketStatus::Closed.as_str() {
-            emit(&mut tx, org, EventType::TicketClosed, &out).await?;
+            events.push(EventType::TicketClosed, &out)?;
         }
     }
+    events.append(&mut tx).await?;
     state.commit(tx).await?;
     Ok(with_etag(StatusCode::OK, out))
 }
