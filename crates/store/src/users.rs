@@ -188,12 +188,14 @@ pub async fn update(
 }
 
 /// How many admins the organization has (the last one may not be demoted).
-pub async fn count_admins(conn: &mut PgConnection, organization_id: Uuid) -> Result<i64> {
-    let n = sqlx::query_scalar!(
-        r#"SELECT count(*) AS "n!" FROM users WHERE organization_id = $1 AND role = 'admin'"#,
+/// Locks the admin rows until the transaction ends, so two demotions cannot
+/// both see "another admin remains".
+pub async fn count_admins_locked(conn: &mut PgConnection, organization_id: Uuid) -> Result<i64> {
+    let ids = sqlx::query_scalar!(
+        "SELECT id FROM users WHERE organization_id = $1 AND role = 'admin' ORDER BY id FOR UPDATE",
         organization_id
     )
-    .fetch_one(conn)
+    .fetch_all(conn)
     .await?;
-    Ok(n)
+    Ok(i64::try_from(ids.len()).unwrap_or(i64::MAX))
 }

@@ -332,3 +332,42 @@ async fn time_entries_queues_users_and_tokens(db: PgPool) {
     );
     assert_eq!(app.get("/api/v1/tickets", secret).await.status, 401);
 }
+
+#[sqlx::test(migrator = "tickiti_store::MIGRATOR")]
+async fn two_admins_demoting_each_other_at_once_leave_one_admin(db: PgPool) {
+    let app = TestApp::spawn(db).await;
+    let org = app.org("Acme").await;
+    let (second_id, _, second) = app.user(&org, "Second", Role::Admin, &[Ability::All]).await;
+    let first_path = format!("/api/v1/users/{}", org.admin_id);
+    let second_path = format!("/api/v1/users/{second_id}");
+    for _ in 0..5 {
+        let demote_first = app.patch(&first_path, &second, json!({ "role": "agent" }));
+        let demote_second = app.patch(&second_path, &org.token, json!({ "role": "agent" }));
+        let (a, b) = tokio::join!(demote_first, demote_second);
+        let statuses = [a.status, b.status];
+        // The loser is refused as LAST_ADMIN (409), or as no longer an admin (403).
+        assert_eq!(
+            statuses.iter().filter(|s| **s == 200).count(),
+            1,
+            "exactly one demotion succeeds: {statuses:?}"
+        );
+        assert!(
+            statuses.iter().all(|s| [200, 403, 409].contains(s)),
+            "{statuses:?}"
+        );
+        let admins = app.get("/api/v1/users", &org.token).await;
+        let count = admins.body["data"].as_array().map_or(0, |users| {
+            users.iter().filter(|u| u["role"] == "admin").count()
+        });
+        assert_eq!(count, 1, "exactly one admin remains");
+        // Restore both admins for the next round (whichever one is left promotes the other).
+        for (id, token) in [(second_id, &org.token), (org.admin_id, &second)] {
+            app.patch(
+                &format!("/api/v1/users/{id}"),
+                token,
+                json!({ "role": "admin" }),
+            )
+            .await;
+        }
+    }
+}

@@ -172,9 +172,7 @@ pub async fn update_user(
     }
     let current_role: Role = target.role.parse().unwrap_or(Role::Agent);
     if current_role == Role::Admin && patch.role.is_some_and(|r| r != Role::Admin) {
-        // Two demotions racing under READ COMMITTED can still both pass;
-        // the window is one admin action against another.
-        if users::count_admins(&mut tx, org).await? <= 1 {
+        if users::count_admins_locked(&mut tx, org).await? <= 1 {
             return Err(ApiError::conflict(
                 "LAST_ADMIN",
                 "this is the organization's last admin; promote another user first",
