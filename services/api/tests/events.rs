@@ -113,6 +113,24 @@ async fn health_readiness_and_openapi(db: PgPool) {
         .await
         .unwrap();
     assert!(spec["openapi"].as_str().unwrap().starts_with("3.1"));
+    // The documented limits are the enforced ones.
+    let schemas = &spec["components"]["schemas"];
+    assert_eq!(
+        schemas["TicketIn"]["properties"]["subject"]["maxLength"],
+        json!(tickiti_domain::ticket::SUBJECT_MAX)
+    );
+    assert_eq!(
+        schemas["TicketPatch"]["properties"]["subject"]["maxLength"],
+        json!(tickiti_domain::ticket::SUBJECT_MAX)
+    );
+    assert_eq!(
+        schemas["MessageIn"]["properties"]["body"]["maxLength"],
+        json!(tickiti_domain::ticket::BODY_MAX)
+    );
+    assert_eq!(
+        schemas["TicketIn"]["properties"]["tags"]["maxItems"],
+        json!(tickiti_domain::ticket::TAGS_MAX)
+    );
     let paths = spec["paths"].as_object().unwrap();
     for (path, method) in [
         ("/api/v1/tickets", "post"),

@@ -64,10 +64,13 @@ impl From<Contact> for ContactOut {
 #[serde(deny_unknown_fields)]
 pub struct ContactIn {
     /// Address.
+    #[schema(format = Email, max_length = 254)]
     pub email: String,
     /// Name.
+    #[schema(max_length = 200)]
     pub name: Option<String>,
     /// Company.
+    #[schema(max_length = 200)]
     pub company: Option<String>,
 }
 

@@ -71,6 +71,7 @@ impl From<Message> for MessageOut {
 #[serde(deny_unknown_fields)]
 pub struct MessageIn {
     /// Text; `@name` or `@email` of a colleague mentions them.
+    #[schema(min_length = 1, max_length = 200000)]
     pub body: String,
     /// Default `public`.
     pub visibility: Option<Visibility>,

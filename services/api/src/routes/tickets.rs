@@ -111,8 +111,10 @@ impl From<Ticket> for TicketOut {
 #[serde(deny_unknown_fields)]
 pub struct ContactIn {
     /// Address.
+    #[schema(format = Email, max_length = 254)]
     pub email: String,
     /// Name (used when the contact is created).
+    #[schema(max_length = 200)]
     pub name: Option<String>,
 }
 
@@ -121,12 +123,14 @@ pub struct ContactIn {
 #[serde(deny_unknown_fields)]
 pub struct TicketIn {
     /// Subject line.
+    #[schema(min_length = 1, max_length = 500)]
     pub subject: String,
     /// The contact by address (found or created).
     pub contact: Option<ContactIn>,
     /// Or an existing contact.
     pub contact_id: Option<Uuid>,
     /// First message (from the contact, public).
+    #[schema(min_length = 1, max_length = 200000)]
     pub message: Option<String>,
     /// Priority (default `normal`).
     pub priority: Option<Priority>,
@@ -135,6 +139,7 @@ pub struct TicketIn {
     /// Assigned user.
     pub assignee_id: Option<Uuid>,
     /// Tags.
+    #[schema(max_items = 50)]
     pub tags: Option<Vec<String>>,
 }
 
@@ -143,6 +148,7 @@ pub struct TicketIn {
 #[serde(deny_unknown_fields)]
 pub struct TicketPatch {
     /// Subject line.
+    #[schema(min_length = 1, max_length = 500)]
     pub subject: Option<String>,
     /// Status.
     pub status: Option<TicketStatus>,
@@ -157,6 +163,7 @@ pub struct TicketPatch {
     #[schema(value_type = Option<Uuid>)]
     pub assignee_id: Option<Option<Uuid>>,
     /// Tags (replaces the list).
+    #[schema(max_items = 50)]
     pub tags: Option<Vec<String>>,
 }
 
