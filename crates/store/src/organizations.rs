@@ -23,7 +23,7 @@ pub struct Organization {
 /// per organization hands out numbers without a row lock, so concurrent
 /// creates never queue behind each other (a rolled-back create leaves a gap,
 /// as in most helpdesks).
-fn sequence_name(organization_id: Uuid) -> String {
+pub fn sequence_name(organization_id: Uuid) -> String {
     format!("ticket_number_{}", organization_id.simple())
 }
 

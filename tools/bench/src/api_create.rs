@@ -1,6 +1,10 @@
 //! `api-create`: ticket creation through the api (HTTP → one transaction →
 //! commit with its outbox row) against pgbench committing a one-row insert at
 //! the same concurrency. ARCHITECTURE.md's target: at least 50 %.
+//!
+//! With `--spawn` a second baseline runs too: pgbench replaying the SQL of a
+//! ticket create in the api's schema (the database floor of the same work),
+//! so the report separates what the database costs from what the api adds.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -65,6 +69,7 @@ pub struct Args {
 struct Row {
     api: Round,
     pg: PgbenchResult,
+    floor: Option<PgbenchResult>,
 }
 
 impl Row {
@@ -73,6 +78,13 @@ impl Row {
             100.0 * self.api.throughput() / self.pg.tps
         } else {
             0.0
+        }
+    }
+
+    fn floor_ratio_percent(&self) -> f64 {
+        match self.floor {
+            Some(floor) if floor.tps > 0.0 => 100.0 * self.api.throughput() / floor.tps,
+            _ => f64::NAN,
         }
     }
 
@@ -174,11 +186,31 @@ async fn measure(
         );
     }
     target.preflight().await?;
-    let pgbench = Arc::new(Pgbench::new(args.pgbench.clone(), scratch.url.clone())?);
+    let pgbench = Arc::new(Pgbench::new(
+        args.pgbench.clone(),
+        scratch.url.clone(),
+        pgbench::ONE_ROW_INSERT,
+        Vec::new(),
+    )?);
+    let floor = match spawned {
+        Some(api) => Some(Arc::new(Pgbench::new(
+            args.pgbench.clone(),
+            scratch.url.clone(),
+            pgbench::TICKET_CREATE_FLOOR,
+            vec![
+                ("org".to_owned(), api.organization_id.to_string()),
+                (
+                    "seq".to_owned(),
+                    tickiti_store::organizations::sequence_name(api.organization_id),
+                ),
+            ],
+        )?)),
+        None => None,
+    };
 
     println!();
     println!(
-        "{:>5} {:>10} {:>8} {:>6} {:>8} {:>8} {:>8} {:>11} {:>9} {:>11}",
+        "{:>5} {:>10} {:>8} {:>6} {:>8} {:>8} {:>8} {:>11} {:>9} {:>11} {:>9} {:>9}",
         "round",
         "api req/s",
         "ok",
@@ -188,7 +220,9 @@ async fn measure(
         "max ms",
         "pgbench tps",
         "pg avg ms",
-        "api/pgbench"
+        "api/pgbench",
+        "floor tps",
+        "api/floor"
     );
     let mut rows = Vec::new();
     for round in 1..=args.repeat {
@@ -207,9 +241,20 @@ async fn measure(
         let pg = tokio::task::spawn_blocking(move || runner.run(concurrency, duration))
             .await
             .context("pgbench task failed")??;
-        let row = Row { api, pg };
+        let floor = match &floor {
+            Some(floor) => {
+                let runner = floor.clone();
+                Some(
+                    tokio::task::spawn_blocking(move || runner.run(concurrency, duration))
+                        .await
+                        .context("pgbench task failed")??,
+                )
+            }
+            None => None,
+        };
+        let row = Row { api, pg, floor };
         println!(
-            "{round:>5} {:>10.1} {:>8} {:>6} {:>8.2} {:>8.2} {:>8.2} {:>11.1} {:>9} {:>10.1}%",
+            "{round:>5} {:>10.1} {:>8} {:>6} {:>8.2} {:>8.2} {:>8.2} {:>11.1} {:>9} {:>10.1}% {:>9.1} {:>8.1}%",
             row.api.throughput(),
             row.api.ok,
             row.api.errors,
@@ -221,6 +266,8 @@ async fn measure(
                 .latency_ms
                 .map_or_else(|| "-".to_owned(), |ms| format!("{ms:.2}")),
             row.ratio_percent(),
+            row.floor.map_or(f64::NAN, |f| f.tps),
+            row.floor_ratio_percent(),
         );
         rows.push(row);
     }
@@ -236,10 +283,12 @@ async fn measure(
     // Each round's ratio pairs an api run with the pgbench run right after it,
     // which cancels slow drift of the machine; report the median of those.
     let ratio = med(&Row::ratio_percent);
+    let floor_tps = med(&|r| r.floor.map_or(f64::NAN, |f| f.tps));
+    let floor_ratio = med(&Row::floor_ratio_percent);
     let ok: u64 = rows.iter().map(|r| r.api.ok).sum();
     let errors: u64 = rows.iter().map(|r| r.api.errors).sum();
     println!(
-        "{:>5} {api_rps:>10.1} {:>8} {:>6} {p50:>8.2} {p99:>8.2} {max:>8.2} {pg_tps:>11.1} {:>9} {ratio:>10.1}%",
+        "{:>5} {api_rps:>10.1} {:>8} {:>6} {p50:>8.2} {p99:>8.2} {max:>8.2} {pg_tps:>11.1} {:>9} {ratio:>10.1}% {floor_tps:>9.1} {floor_ratio:>8.1}%",
         "med", "", "", ""
     );
     let met = ratio >= TARGET_PERCENT;
@@ -271,6 +320,8 @@ async fn measure(
             "max_ms": round2(max),
             "pgbench_tps": round1(pg_tps),
             "ratio_pct": round1(ratio),
+            "floor_tps": round1(floor_tps),
+            "floor_ratio_pct": round1(floor_ratio),
             "target_pct": TARGET_PERCENT,
             "met": met,
             "ok": ok,

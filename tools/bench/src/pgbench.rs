@@ -7,10 +7,27 @@ use std::time::Duration;
 
 use anyhow::{Context as _, bail};
 
-/// The custom script: one row per transaction, a payload about the size of a
-/// short ticket. `gen_random_uuid()` is built in since Postgres 13.
-const SCRIPT: &str =
+/// The target's baseline: one row per transaction, a payload about the size
+/// of a short ticket. `gen_random_uuid()` is built in since Postgres 13.
+pub const ONE_ROW_INSERT: &str =
     "INSERT INTO bench_insert (id, payload) VALUES (gen_random_uuid(), repeat('x', 200));\n";
+
+/// The database floor of a ticket create: the statements `POST /tickets`
+/// runs (token lookup, contact, number, ticket, audit, first message, four
+/// outbox events of about a kilobyte), in the api's schema, without HTTP,
+/// JSON or the broker. Variables: `org` (organization id), `seq` (its
+/// ticket number sequence). With `-M prepared` they are bind parameters.
+pub const TICKET_CREATE_FLOOR: &str = r#"\set n random(1, 2000000000)
+SELECT t.id FROM api_tokens t JOIN users u ON u.id = t.user_id WHERE t.token_hash = sha256(:n::text::bytea);
+BEGIN;
+INSERT INTO contacts (id, organization_id, email, name) VALUES (gen_random_uuid(), :org, 'floor-' || :n::text || '-' || gen_random_uuid() || '@example.com', 'Floor') ON CONFLICT (organization_id, lower(email)) DO NOTHING RETURNING id AS contact_id \gset
+SELECT nextval(:seq::text::regclass) AS number, code_prefix FROM organizations WHERE id = :org \gset
+INSERT INTO tickets (id, organization_id, number, code, subject, status, priority, contact_id, tags) VALUES (gen_random_uuid(), :org, :number, :code_prefix::text || '-' || :number::text, 'Bench ticket', 'new', 'normal', :contact_id, '{}') RETURNING id AS ticket_id \gset
+INSERT INTO ticket_audit (id, organization_id, ticket_id, action, changes) VALUES (gen_random_uuid(), :org, :ticket_id, 'ticket.created', '{}');
+INSERT INTO messages (id, organization_id, ticket_id, author_contact_id, visibility, body) VALUES (gen_random_uuid(), :org, :ticket_id, :contact_id, 'public', repeat('m', 200));
+INSERT INTO outbox (id, organization_id, event_type, payload) SELECT gen_random_uuid(), :org, 'ticket.created', jsonb_build_object('data', repeat('x', 900)) FROM generate_series(1, 4);
+COMMIT;
+"#;
 
 /// The scratch table the script writes to.
 pub const CREATE_TABLE: &str =
@@ -25,6 +42,7 @@ pub struct Pgbench {
     program: PathBuf,
     conninfo: String,
     script: PathBuf,
+    defines: Vec<(String, String)>,
 }
 
 /// What one `pgbench` run reported.
@@ -58,19 +76,25 @@ pub fn check_installed(program: &Path) -> anyhow::Result<String> {
 }
 
 impl Pgbench {
-    /// Writes the script to a temporary file; `conninfo` is a libpq URI of the
-    /// database holding `bench_insert`.
-    pub fn new(program: PathBuf, conninfo: String) -> anyhow::Result<Pgbench> {
+    /// Writes `script` to a temporary file; `conninfo` is a libpq URI of the
+    /// database holding its tables; `defines` are its `-D` variables.
+    pub fn new(
+        program: PathBuf,
+        conninfo: String,
+        script_text: &str,
+        defines: Vec<(String, String)>,
+    ) -> anyhow::Result<Pgbench> {
         let script = std::env::temp_dir().join(format!(
             "tickiti-bench-{}.sql",
             uuid::Uuid::now_v7().simple()
         ));
-        std::fs::write(&script, SCRIPT)
+        std::fs::write(&script, script_text)
             .with_context(|| format!("cannot write {}", script.display()))?;
         Ok(Pgbench {
             program,
             conninfo,
             script,
+            defines,
         })
     }
 
@@ -78,7 +102,11 @@ impl Pgbench {
     /// (blocking: call it from `spawn_blocking`).
     pub fn run(&self, clients: u32, duration: Duration) -> anyhow::Result<PgbenchResult> {
         let threads = clients.min(2);
-        let output = Command::new(&self.program)
+        let mut command = Command::new(&self.program);
+        for (name, value) in &self.defines {
+            command.arg("-D").arg(format!("{name}={value}"));
+        }
+        let output = command
             .arg("-n") // no vacuum of the standard tables: we use none of them
             .args(["-c", &clients.to_string()])
             .args(["-j", &threads.to_string()])

@@ -81,6 +81,8 @@ pub struct SpawnedApi {
     pub token: String,
     /// The bus prefix it uses.
     pub prefix: String,
+    /// The bench organization.
+    pub organization_id: Uuid,
     api: tickiti_api::Api,
     pool: PgPool,
     amqp_url: String,
@@ -117,25 +119,31 @@ pub async fn start(
     let email = format!("bench-admin-{}@example.com", Uuid::now_v7().simple());
     let password = Uuid::now_v7().simple().to_string();
     let made = async {
-        tickiti_api::admin::create_organization(&pool, "Bench", &email, &password)
-            .await
-            .map_err(|e| anyhow!("cannot create the bench organization: {e:?}"))?;
+        let (organization_id, _) =
+            tickiti_api::admin::create_organization(&pool, "Bench", &email, &password)
+                .await
+                .map_err(|e| anyhow!("cannot create the bench organization: {e:?}"))?;
         let (_, token) = tickiti_api::admin::create_token(&pool, &email, "bench", &[Ability::All])
             .await
             .map_err(|e| anyhow!("cannot create the bench token: {e:?}"))?;
-        anyhow::Ok(token)
+        anyhow::Ok((organization_id, token))
     }
     .await;
     let spawned = SpawnedApi {
         base_url: format!("http://{}", api.addr),
         token: String::new(),
         prefix,
+        organization_id: Uuid::nil(),
         api,
         pool,
         amqp_url: amqp_url.to_owned(),
     };
     match made {
-        Ok(token) => Ok(SpawnedApi { token, ..spawned }),
+        Ok((organization_id, token)) => Ok(SpawnedApi {
+            token,
+            organization_id,
+            ..spawned
+        }),
         Err(error) => {
             spawned.stop().await;
             Err(error)

@@ -171,13 +171,14 @@ pub async fn update_user(
         principal.require(Ability::Admin)?;
     }
     let current_role: Role = target.role.parse().unwrap_or(Role::Agent);
-    if current_role == Role::Admin && patch.role.is_some_and(|r| r != Role::Admin) {
-        if users::count_admins_locked(&mut tx, org).await? <= 1 {
-            return Err(ApiError::conflict(
-                "LAST_ADMIN",
-                "this is the organization's last admin; promote another user first",
-            ));
-        }
+    if current_role == Role::Admin
+        && patch.role.is_some_and(|r| r != Role::Admin)
+        && users::count_admins_locked(&mut tx, org).await? <= 1
+    {
+        return Err(ApiError::conflict(
+            "LAST_ADMIN",
+            "this is the organization's last admin; promote another user first",
+        ));
     }
     let changes = UserChanges {
         name: patch.name.as_deref().map(str::trim),
