@@ -1,5 +1,13 @@
 //! Tickiti's cryptography in one place: password hashing, high-entropy
-//! secret tokens (API tokens, sessions, CSRF) and their at-rest hashes.
+//! secret tokens (API tokens, sessions, CSRF) and their at-rest hashes,
+//! sealing of stored secrets ([`seal`]) and webhook signatures ([`signature`]).
+
+pub mod realtime;
+pub mod seal;
+pub mod signature;
+
+pub use seal::{SealError, SecretBox};
+pub use signature::{generate_webhook_secret, standard_webhooks_signature, tickiti_signature};
 
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::{Algorithm, Argon2, Params, Version};

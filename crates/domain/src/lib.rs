@@ -10,6 +10,7 @@ pub mod mention;
 pub mod organization;
 pub mod ticket;
 pub mod validation;
+pub mod webhook;
 
 pub use ability::{Ability, Role};
 pub use event::{EventEnvelope, EventType};

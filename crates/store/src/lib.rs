@@ -15,11 +15,13 @@ pub mod organizations;
 pub mod outbox;
 pub mod perspectives;
 pub mod queues;
+pub mod realtime;
 pub mod sessions;
 pub mod tickets;
 pub mod time_entries;
 pub mod tokens;
 pub mod users;
+pub mod webhooks;
 
 pub use sqlx::{PgConnection, PgPool};
 

@@ -9,12 +9,14 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 use sqlx::PgPool;
-use tickiti_api::config::{Config, Environment, RateLimit};
+use tickiti_api::config::{Config, Environment, RateLimit, WebhookConfig};
 use tickiti_bus::{Bus, BusConfig, ConsumerSpec, IncomingMessage, Outcome};
 use tickiti_domain::{Ability, Role};
 use tokio::sync::Mutex;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
+
+pub mod webhooks;
 
 /// Calls `probe` every 50 ms until `done` holds for its answer or `timeout`
 /// passes; returns the last answer (so the caller's assertion shows it).
@@ -54,6 +56,15 @@ pub fn test_config(prefix: &str) -> Config {
         master_key: None,
         rate_limit: RateLimit::Off,
         database_max_connections: 10,
+        realtime: Default::default(),
+    }
+}
+
+/// Webhook settings for tests: private networks allowed (receivers run on 127.0.0.1).
+pub fn test_webhook_config() -> WebhookConfig {
+    WebhookConfig {
+        allow_private_networks: true,
+        require_https: Some(false),
     }
 }
 
@@ -96,12 +107,23 @@ impl TestApp {
 
     /// Starts the api with a changed configuration.
     pub async fn spawn_with(db: PgPool, change: impl FnOnce(&mut Config)) -> TestApp {
+        Self::spawn_full(db, |config, _| change(config)).await
+    }
+
+    /// Starts the api with changed configuration and webhook settings (by
+    /// default tests allow private networks, so local receivers work).
+    pub async fn spawn_full(
+        db: PgPool,
+        change: impl FnOnce(&mut Config, &mut WebhookConfig),
+    ) -> TestApp {
         let prefix = unique_prefix();
         let mut config = test_config(&prefix);
-        change(&mut config);
+        let mut webhooks = test_webhook_config();
+        change(&mut config, &mut webhooks);
         let listener = tokio::net::TcpListener::bind(config.listen).await.unwrap();
         let shutdown = CancellationToken::new();
-        let api = tickiti_api::serve(listener, db.clone(), config, shutdown.clone()).unwrap();
+        let api = tickiti_api::serve_with(listener, db.clone(), config, webhooks, shutdown.clone())
+            .unwrap();
         TestApp {
             addr: api.addr,
             db,
@@ -293,7 +315,7 @@ impl Reply {
     }
 }
 
-/// Collects every event published to a prefix's events exchange, through a
+/// Collects every event (and command) published to a prefix's events (and commands) exchange, through a
 /// durable queue of its own (so a broker restart loses nothing).
 pub struct EventTap {
     bus: Bus,
@@ -321,7 +343,11 @@ impl EventTap {
         let queue = format!("{prefix}.test.tap");
         let spec = ConsumerSpec {
             queue: queue.clone(),
-            bindings: vec![(bus.events_exchange(), "#".into())],
+            // Commands travel through the outbox too: see both.
+            bindings: vec![
+                (bus.events_exchange(), "#".into()),
+                (bus.commands_exchange(), "#".into()),
+            ],
             prefetch: 256,
             ..ConsumerSpec::default()
         };

@@ -14,7 +14,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use utoipa_axum::router::OpenApiRouter;
 
-use crate::config::Config;
+use crate::config::{Config, WebhookConfig};
 use crate::http::extract::BODY_LIMIT;
 use crate::http::{ApiError, guard, idempotency};
 use crate::routes;
@@ -90,8 +90,19 @@ pub fn serve(
     config: Config,
     shutdown: CancellationToken,
 ) -> anyhow::Result<Api> {
+    serve_with(listener, db, config, WebhookConfig::default(), shutdown)
+}
+
+/// [`serve`] with webhook settings other than the defaults.
+pub fn serve_with(
+    listener: TcpListener,
+    db: PgPool,
+    config: Config,
+    webhooks: WebhookConfig,
+    shutdown: CancellationToken,
+) -> anyhow::Result<Api> {
     let addr = listener.local_addr()?;
-    config.master_key_bytes()?;
+    let master_key = config.master_key_bytes()?;
     let bus = Bus::start(
         BusConfig {
             amqp_url: config.amqp_url.clone(),
@@ -100,7 +111,7 @@ pub fn serve(
         },
         shutdown.clone(),
     );
-    let state = AppState::new(db, bus, config);
+    let state = AppState::new(db, bus, config, master_key, webhooks);
     let relay = tokio::spawn(crate::relay::run(
         state.db.clone(),
         state.bus.clone(),
@@ -108,6 +119,10 @@ pub fn serve(
         shutdown.clone(),
     ));
     let housekeeping = tokio::spawn(housekeeping(state.clone(), shutdown.clone()));
+    tokio::spawn(routes::realtime::perspective_counts(
+        state.clone(),
+        shutdown.clone(),
+    ));
     let (app, _) = router(state);
     let stop = shutdown.clone();
     let finished = tokio::spawn(async move {

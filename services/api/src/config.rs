@@ -49,6 +49,65 @@ pub struct Config {
     /// Size of the database connection pool.
     #[arg(long, env = "DATABASE_MAX_CONNECTIONS", default_value_t = 20)]
     pub database_max_connections: u32,
+    /// Where the realtime service is (CONTRACT §5).
+    #[command(flatten)]
+    pub realtime: RealtimeConfig,
+}
+
+/// The realtime service as the api sees it (CONTRACT §1, §5).
+#[derive(Debug, Clone, clap::Args)]
+pub struct RealtimeConfig {
+    /// The realtime service's private listener (pairing).
+    #[arg(
+        long = "realtime-admin-url",
+        env = "REALTIME_ADMIN_URL",
+        default_value = "http://127.0.0.1:8091"
+    )]
+    pub admin_url: String,
+    /// The websocket URL browsers use, e.g. `ws://localhost:8090/ws`.
+    #[arg(
+        long = "realtime-public-url",
+        env = "REALTIME_PUBLIC_URL",
+        default_value = "ws://localhost:8090/ws"
+    )]
+    pub public_url: String,
+}
+
+impl Default for RealtimeConfig {
+    fn default() -> Self {
+        Self {
+            admin_url: "http://127.0.0.1:8091".into(),
+            public_url: "ws://localhost:8090/ws".into(),
+        }
+    }
+}
+
+/// Webhook settings of the api (CONTRACT §1): how endpoint URLs are checked.
+///
+/// Kept apart from [`Config`] so that code building a `Config` by hand keeps
+/// compiling; `serve` uses the defaults, `serve_with` takes these.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct WebhookConfig {
+    /// Allow endpoint URLs that resolve to loopback, private, link-local or
+    /// metadata addresses (tests and local development only).
+    #[arg(
+        long,
+        env = "WEBHOOK_ALLOW_PRIVATE_NETWORKS",
+        default_value_t = false,
+        action = clap::ArgAction::Set
+    )]
+    pub allow_private_networks: bool,
+    /// Require https endpoint URLs (default: true when TICKITI_ENV=production).
+    #[arg(long, env = "WEBHOOK_REQUIRE_HTTPS", action = clap::ArgAction::Set)]
+    pub require_https: Option<bool>,
+}
+
+impl WebhookConfig {
+    /// Whether endpoint URLs must be https in `environment`.
+    pub fn https_required(&self, environment: Environment) -> bool {
+        self.require_https
+            .unwrap_or(environment == Environment::Production)
+    }
 }
 
 /// A request budget: `count` per `period`, or none.
@@ -89,7 +148,7 @@ pub fn parse_rate_limit(text: &str) -> Result<RateLimit, String> {
 }
 
 /// Development key used when none is configured outside production. Public: never for real data.
-const DEVELOPMENT_MASTER_KEY: [u8; 32] = *b"tickiti-development-key-32-bytes";
+const DEVELOPMENT_MASTER_KEY: [u8; 32] = tickiti_crypto::seal::DEVELOPMENT_KEY;
 
 impl Config {
     /// Checks the settings that cannot be checked one by one; returns the

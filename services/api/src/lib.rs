@@ -11,6 +11,6 @@ pub mod relay;
 pub mod routes;
 pub mod state;
 
-pub use app::{Api, serve};
+pub use app::{Api, serve, serve_with};
 pub use config::Config;
 pub use state::AppState;

@@ -4,7 +4,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use serde_json::json;
-use tickiti_api::config::Config;
+use tickiti_api::config::{Config, WebhookConfig};
 use tickiti_domain::{Ability, Role};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
@@ -15,6 +15,8 @@ use uuid::Uuid;
 struct Cli {
     #[command(flatten)]
     config: Config,
+    #[command(flatten)]
+    webhooks: WebhookConfig,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -97,7 +99,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Serve => {
             let listener = tokio::net::TcpListener::bind(cli.config.listen).await?;
             let shutdown = CancellationToken::new();
-            let api = tickiti_api::serve(listener, db, cli.config, shutdown.clone())?;
+            let api =
+                tickiti_api::serve_with(listener, db, cli.config, cli.webhooks, shutdown.clone())?;
             tokio::spawn(async move {
                 wait_for_signal().await;
                 tracing::info!("shutting down: finishing in-flight requests");

@@ -1,4 +1,5 @@
-//! The outbox relay: publishes committed events to `<prefix>.events` and
+//! The outbox relay: publishes committed events to `<prefix>.events` (and
+//! commands to `<prefix>.commands`) and
 //! marks them published only after the broker confirmed them (publisher
 //! confirms, RabbitMQ docs "Consumer Acknowledgements and Publisher
 //! Confirms"). Woken in-process after each commit of this api, and polls so
@@ -15,6 +16,9 @@ use tickiti_bus::{Bus, OutgoingMessage};
 use tickiti_store::outbox;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
+
+/// Outbox rows of this type prefix are commands, published to `<prefix>.commands`.
+pub const COMMAND_PREFIX: &str = "command.";
 
 /// Events published per round trip.
 const BATCH: i64 = 256;
@@ -66,17 +70,26 @@ async fn relay_batch(db: &PgPool, bus: &Bus) -> anyhow::Result<usize> {
     if batch.is_empty() {
         return Ok(0);
     }
-    let messages: Vec<OutgoingMessage> = batch
+    // Rows whose type starts with `command.` are commands for another
+    // service (e.g. `command.webhook.dispatch`) and go to `<prefix>.commands`;
+    // the rest are events for `<prefix>.events`.
+    let (commands, events): (Vec<OutgoingMessage>, Vec<OutgoingMessage>) = batch
         .iter()
-        .map(|event| OutgoingMessage {
-            id: event.id,
-            routing_key: event.event_type.clone(),
-            payload: event.payload.to_string().into_bytes(),
+        .map(|row| OutgoingMessage {
+            id: row.id,
+            routing_key: row.event_type.clone(),
+            payload: row.payload.to_string().into_bytes(),
             headers: Vec::new(),
         })
-        .collect();
-    bus.publish_confirmed(&bus.events_exchange(), &messages)
-        .await?;
+        .partition(|message| message.routing_key.starts_with(COMMAND_PREFIX));
+    if !events.is_empty() {
+        bus.publish_confirmed(&bus.events_exchange(), &events)
+            .await?;
+    }
+    if !commands.is_empty() {
+        bus.publish_confirmed(&bus.commands_exchange(), &commands)
+            .await?;
+    }
     let ids: Vec<_> = batch.iter().map(|e| e.id).collect();
     outbox::mark_published(&mut tx, &ids).await?;
     tx.commit().await?;

@@ -4,9 +4,10 @@ use std::sync::Arc;
 
 use sqlx::{PgPool, Postgres, Transaction};
 use tickiti_bus::Bus;
+use tickiti_crypto::SecretBox;
 use tokio::sync::Notify;
 
-use crate::config::Config;
+use crate::config::{Config, WebhookConfig};
 use crate::http::guard::{LoginThrottle, RateLimiter};
 
 /// Shared application state (cheap to clone).
@@ -24,11 +25,21 @@ pub struct AppState {
     pub login_throttle: Arc<LoginThrottle>,
     /// Rung after a commit that wrote events, to wake this process's outbox relay.
     pub outbox_signal: Arc<Notify>,
+    /// Seals and opens stored secrets (webhook secrets) under the master key.
+    pub secrets: Arc<SecretBox>,
+    /// How webhook endpoint URLs are checked.
+    pub webhooks: Arc<WebhookConfig>,
 }
 
 impl AppState {
-    /// State from its parts.
-    pub fn new(db: PgPool, bus: Bus, config: Config) -> Self {
+    /// State from its parts; `master_key` is the checked `TICKITI_MASTER_KEY`.
+    pub fn new(
+        db: PgPool,
+        bus: Bus,
+        config: Config,
+        master_key: [u8; 32],
+        webhooks: WebhookConfig,
+    ) -> Self {
         let rate_limiter = Arc::new(RateLimiter::new(config.rate_limit));
         Self {
             db,
@@ -37,6 +48,8 @@ impl AppState {
             rate_limiter,
             login_throttle: Arc::new(LoginThrottle::default()),
             outbox_signal: Arc::new(Notify::new()),
+            secrets: Arc::new(SecretBox::new(master_key)),
+            webhooks: Arc::new(webhooks),
         }
     }
 

@@ -8,6 +8,7 @@
 mod api_create;
 mod load;
 mod pgbench;
+mod realtime;
 mod spawn;
 mod stats;
 
@@ -27,6 +28,9 @@ enum Command {
     /// Ticket creation through the api against pgbench's one-row insert rate
     /// at the same concurrency (target: ≥ 50 %).
     ApiCreate(api_create::Args),
+    /// Event → websocket frame latency with N clients over K organizations,
+    /// and the realtime process's memory per idle socket.
+    Realtime(realtime::Args),
 }
 
 #[tokio::main]
@@ -40,5 +44,6 @@ async fn main() -> anyhow::Result<()> {
         .init();
     match Cli::parse().command {
         Command::ApiCreate(args) => api_create::run(args).await,
+        Command::Realtime(args) => realtime::run(args).await,
     }
 }

@@ -105,6 +105,7 @@ pub async fn start(
         master_key: None,
         rate_limit: RateLimit::Off,
         database_max_connections: db_connections,
+        realtime: Default::default(),
     };
     // The api's own pool settings, so the bench measures what production runs.
     let pool = tickiti_api::app::connect_database(&config).await?;

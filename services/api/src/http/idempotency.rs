@@ -95,7 +95,7 @@ async fn run(state: AppState, req: Request, next: Next) -> Result<Response, Resp
             )
             .into_response());
         }
-        Claim::Done(stored) => return Ok(replay(stored)),
+        Claim::Done(stored) => return Ok(replay(&state, stored)),
     }
 
     let response = next
@@ -110,9 +110,21 @@ async fn run(state: AppState, req: Request, next: Next) -> Result<Response, Resp
         // Nothing was done (handlers roll back on error): let the client retry with the same key.
         release(&state, &scope).await;
     } else {
+        // An answer that shows a secret once (`Cache-Control: no-store`, e.g.
+        // a new webhook's secret) is kept sealed under the master key, so the
+        // idempotency table never holds the plaintext. A JSON body never
+        // starts with the sealed format's version byte, which tells them apart.
+        let no_store = parts
+            .headers
+            .get(header::CACHE_CONTROL)
+            .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"no-store"));
         let stored = StoredResponse {
             status: parts.status.as_u16(),
-            body: bytes.to_vec(),
+            body: if no_store {
+                state.secrets.seal(&bytes)
+            } else {
+                bytes.to_vec()
+            },
             content_type: parts
                 .headers
                 .get(header::CONTENT_TYPE)
@@ -150,9 +162,23 @@ fn parse_key(value: &HeaderValue) -> ApiResult<String> {
         })
 }
 
-fn replay(stored: StoredResponse) -> Response {
+fn replay(state: &AppState, stored: StoredResponse) -> Response {
     let status = StatusCode::from_u16(stored.status).unwrap_or(StatusCode::OK);
-    let mut response = (status, stored.body).into_response();
+    let sealed = stored.body.first() == Some(&1);
+    let body = if sealed {
+        match state.secrets.open(&stored.body) {
+            Ok(body) => body,
+            Err(error) => return ApiError::internal(&error).into_response(),
+        }
+    } else {
+        stored.body
+    };
+    let mut response = (status, body).into_response();
+    if sealed {
+        response
+            .headers_mut()
+            .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    }
     if let Some(ct) = stored
         .content_type
         .and_then(|ct| HeaderValue::from_str(&ct).ok())

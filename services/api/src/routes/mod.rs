@@ -8,10 +8,12 @@ pub mod mentions;
 pub mod messages;
 pub mod perspectives;
 pub mod queues;
+pub mod realtime;
 pub mod tickets;
 pub mod time_entries;
 pub mod tokens;
 pub mod users;
+pub mod webhooks;
 
 use utoipa::OpenApi as _;
 use utoipa_axum::router::OpenApiRouter;
@@ -23,7 +25,7 @@ use crate::state::AppState;
 #[openapi(
     info(
         title = "Tickiti API",
-        description = "Tickets, messages, contacts, time entries, queues, perspectives and mentions. \
+        description = "Tickets, messages, contacts, time entries, queues, perspectives, mentions and webhooks. \
                        Errors are application/problem+json (RFC 9457) with a stable `code`.",
         license(name = "AGPL-3.0-or-later")
     ),
@@ -66,4 +68,6 @@ pub fn api_v1() -> OpenApiRouter<AppState> {
         .merge(tokens::router())
         .merge(perspectives::router())
         .merge(mentions::router())
+        .merge(webhooks::router())
+        .merge(realtime::router())
 }

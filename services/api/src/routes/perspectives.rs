@@ -141,7 +141,7 @@ fn internal(error: serde_json::Error) -> ApiError {
 }
 
 /// A stored filter, parsed; `None` (logged) if it no longer parses.
-fn stored_filter(p: &Perspective) -> Option<TicketFilter> {
+pub(crate) fn stored_filter(p: &Perspective) -> Option<TicketFilter> {
     let parsed = serde_json::from_value::<TicketFilterParams>(p.filters.clone())
         .map_err(|e| e.to_string())
         .and_then(|params| {

@@ -1,0 +1,722 @@
+//! Webhooks: endpoints, their deliveries (one per endpoint and event) and
+//! every attempt. Written by the api (management, test, resend, recover) and
+//! by the dispatcher (fan-out, claiming and finishing attempts).
+//!
+//! A delivery's life: `pending` (created, `queued_at` NULL) → its work
+//! message is handed to the broker (`queued_at` set) → a worker claims attempt
+//! N (`attempt` = N, `locked_until` set) → `success`, `retrying` (queued again
+//! for attempt N+1) or `failed`. Claiming compares the attempt number, so a
+//! duplicate work message never makes a second attempt on purpose.
+
+use sqlx::PgConnection;
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use crate::{Page, Result};
+
+/// An endpoint row (the secrets stay sealed here; the crypto crate opens them).
+#[derive(Debug, Clone)]
+pub struct Endpoint {
+    /// Id.
+    pub id: Uuid,
+    /// Organization.
+    pub organization_id: Uuid,
+    /// Where deliveries go.
+    pub url: String,
+    /// Subscribed event types, or `*`.
+    pub events: Vec<String>,
+    /// The current secret, sealed.
+    pub secret_sealed: Vec<u8>,
+    /// The secret before the last rotation, sealed.
+    pub previous_secret_sealed: Option<Vec<u8>>,
+    /// When the secret was last rotated.
+    pub secret_rotated_at: Option<OffsetDateTime>,
+    /// `active`, `disabled` or `failed`.
+    pub status: String,
+    /// Why the dispatcher changed the status.
+    pub status_reason: Option<String>,
+    /// `nested` or `flat`.
+    pub payload_format: String,
+    /// Free text.
+    pub description: Option<String>,
+    /// Seconds before each attempt; `None`: the dispatcher's default.
+    pub retry_schedule: Option<Vec<i32>>,
+    /// Deliveries per second at most.
+    pub rate_limit_per_second: Option<i32>,
+    /// Extra static headers (`{"Name": "value"}`).
+    pub headers: serde_json::Value,
+    /// Creation time.
+    pub created_at: OffsetDateTime,
+    /// Last change.
+    pub updated_at: OffsetDateTime,
+}
+
+/// A new endpoint.
+#[derive(Debug)]
+pub struct NewEndpoint<'a> {
+    /// Id.
+    pub id: Uuid,
+    /// Organization.
+    pub organization_id: Uuid,
+    /// URL.
+    pub url: &'a str,
+    /// Event types.
+    pub events: &'a [String],
+    /// Sealed secret.
+    pub secret_sealed: &'a [u8],
+    /// `active` or `disabled`.
+    pub status: &'a str,
+    /// `nested` or `flat`.
+    pub payload_format: &'a str,
+    /// Description.
+    pub description: Option<&'a str>,
+    /// Retry schedule in seconds.
+    pub retry_schedule: Option<&'a [i32]>,
+    /// Rate limit.
+    pub rate_limit_per_second: Option<i32>,
+    /// Extra headers.
+    pub headers: &'a serde_json::Value,
+}
+
+/// Inserts an endpoint.
+pub async fn insert(conn: &mut PgConnection, new: &NewEndpoint<'_>) -> Result<Endpoint> {
+    let row = sqlx::query_as!(
+        Endpoint,
+        "INSERT INTO webhook_endpoints (id, organization_id, url, events, secret_sealed, status,
+             payload_format, description, retry_schedule, rate_limit_per_second, headers)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
+         RETURNING id, organization_id, url, events, secret_sealed, previous_secret_sealed,
+             secret_rotated_at, status, status_reason, payload_format, description, retry_schedule,
+             rate_limit_per_second, headers, created_at, updated_at",
+        new.id,
+        new.organization_id,
+        new.url,
+        new.events,
+        new.secret_sealed,
+        new.status,
+        new.payload_format,
+        new.description,
+        new.retry_schedule,
+        new.rate_limit_per_second,
+        new.headers
+    )
+    .fetch_one(conn)
+    .await?;
+    Ok(row)
+}
+
+/// An endpoint of the organization.
+pub async fn get(
+    conn: &mut PgConnection,
+    organization_id: Uuid,
+    id: Uuid,
+) -> Result<Option<Endpoint>> {
+    let row = sqlx::query_as!(
+        Endpoint,
+        "SELECT id, organization_id, url, events, secret_sealed, previous_secret_sealed,
+             secret_rotated_at, status, status_reason, payload_format, description, retry_schedule,
+             rate_limit_per_second, headers, created_at, updated_at
+         FROM webhook_endpoints WHERE organization_id = $1 AND id = $2",
+        organization_id,
+        id
+    )
+    .fetch_optional(conn)
+    .await?;
+    Ok(row)
+}
+
+/// An endpoint by id alone (the dispatcher, which acts for every organization).
+pub async fn get_by_id(conn: &mut PgConnection, id: Uuid) -> Result<Option<Endpoint>> {
+    let row = sqlx::query_as!(
+        Endpoint,
+        "SELECT id, organization_id, url, events, secret_sealed, previous_secret_sealed,
+             secret_rotated_at, status, status_reason, payload_format, description, retry_schedule,
+             rate_limit_per_second, headers, created_at, updated_at
+         FROM webhook_endpoints WHERE id = $1",
+        id
+    )
+    .fetch_optional(conn)
+    .await?;
+    Ok(row)
+}
+
+/// A page of endpoints, newest first.
+pub async fn list(
+    conn: &mut PgConnection,
+    organization_id: Uuid,
+    before: Option<Uuid>,
+    limit: i64,
+) -> Result<Page<Endpoint>> {
+    let rows = sqlx::query_as!(
+        Endpoint,
+        "SELECT id, organization_id, url, events, secret_sealed, previous_secret_sealed,
+             secret_rotated_at, status, status_reason, payload_format, description, retry_schedule,
+             rate_limit_per_second, headers, created_at, updated_at
+         FROM webhook_endpoints
+         WHERE organization_id = $1 AND ($2::uuid IS NULL OR id < $2)
+         ORDER BY id DESC LIMIT $3",
+        organization_id,
+        before,
+        limit + 1
+    )
+    .fetch_all(conn)
+    .await?;
+    Ok(Page::from_rows(rows, limit, |e| e.id))
+}
+
+/// Changes to an endpoint: outer `None` keeps a field, inner `None` clears it.
+#[derive(Debug, Default)]
+pub struct EndpointChanges<'a> {
+    /// New URL.
+    pub url: Option<&'a str>,
+    /// New event types.
+    pub events: Option<&'a [String]>,
+    /// New sealed secret; the current one becomes the previous one (24 h of dual signing).
+    pub secret_sealed: Option<&'a [u8]>,
+    /// New status (`active` also clears the reason).
+    pub status: Option<&'a str>,
+    /// New payload format.
+    pub payload_format: Option<&'a str>,
+    /// New description.
+    pub description: Option<Option<&'a str>>,
+    /// New retry schedule.
+    pub retry_schedule: Option<Option<&'a [i32]>>,
+    /// New rate limit.
+    pub rate_limit_per_second: Option<Option<i32>>,
+    /// New extra headers.
+    pub headers: Option<&'a serde_json::Value>,
+}
+
+/// Applies changes; `None` when there is no such endpoint.
+pub async fn update(
+    conn: &mut PgConnection,
+    organization_id: Uuid,
+    id: Uuid,
+    changes: &EndpointChanges<'_>,
+) -> Result<Option<Endpoint>> {
+    let row = sqlx::query_as!(
+        Endpoint,
+        "UPDATE webhook_endpoints SET
+            url = COALESCE($3, url),
+            events = COALESCE($4, events),
+            previous_secret_sealed = CASE WHEN $5::bytea IS NULL THEN previous_secret_sealed ELSE secret_sealed END,
+            secret_rotated_at = CASE WHEN $5::bytea IS NULL THEN secret_rotated_at ELSE now() END,
+            secret_sealed = COALESCE($5, secret_sealed),
+            status = COALESCE($6, status),
+            status_reason = CASE WHEN $6::text IS NULL THEN status_reason ELSE NULL END,
+            payload_format = COALESCE($7, payload_format),
+            description = CASE WHEN $8 THEN $9 ELSE description END,
+            retry_schedule = CASE WHEN $10 THEN $11 ELSE retry_schedule END,
+            rate_limit_per_second = CASE WHEN $12 THEN $13 ELSE rate_limit_per_second END,
+            headers = COALESCE($14, headers),
+            updated_at = now()
+         WHERE organization_id = $1 AND id = $2
+         RETURNING id, organization_id, url, events, secret_sealed, previous_secret_sealed,
+             secret_rotated_at, status, status_reason, payload_format, description, retry_schedule,
+             rate_limit_per_second, headers, created_at, updated_at",
+        organization_id,
+        id,
+        changes.url,
+        changes.events,
+        changes.secret_sealed,
+        changes.status,
+        changes.payload_format,
+        changes.description.is_some(),
+        changes.description.flatten(),
+        changes.retry_schedule.is_some(),
+        changes.retry_schedule.flatten(),
+        changes.rate_limit_per_second.is_some(),
+        changes.rate_limit_per_second.flatten(),
+        changes.headers
+    )
+    .fetch_optional(conn)
+    .await?;
+    Ok(row)
+}
+
+/// Deletes an endpoint and its deliveries; whether it existed.
+pub async fn delete(conn: &mut PgConnection, organization_id: Uuid, id: Uuid) -> Result<bool> {
+    let done = sqlx::query!(
+        "DELETE FROM webhook_endpoints WHERE organization_id = $1 AND id = $2",
+        organization_id,
+        id
+    )
+    .execute(conn)
+    .await?;
+    Ok(done.rows_affected() > 0)
+}
+
+/// Moves an endpoint from one of `from` to `to` with a reason (the
+/// dispatcher: retries used up → `failed`; 410 Gone → `disabled`). Whether it changed.
+pub async fn change_status(
+    conn: &mut PgConnection,
+    id: Uuid,
+    from: &[String],
+    to: &str,
+    reason: &str,
+) -> Result<bool> {
+    let done = sqlx::query!(
+        "UPDATE webhook_endpoints SET status = $3, status_reason = $4, updated_at = now()
+         WHERE id = $1 AND status = ANY($2)",
+        id,
+        from,
+        to,
+        reason
+    )
+    .execute(conn)
+    .await?;
+    Ok(done.rows_affected() > 0)
+}
+
+/// Ids of the organization's active endpoints subscribed to `event_type` (or to `*`).
+pub async fn subscribed(
+    conn: &mut PgConnection,
+    organization_id: Uuid,
+    event_type: &str,
+) -> Result<Vec<Uuid>> {
+    let ids = sqlx::query_scalar!(
+        "SELECT id FROM webhook_endpoints
+         WHERE organization_id = $1 AND status = 'active'
+           AND (events @> ARRAY[$2::text] OR events @> ARRAY['*'])",
+        organization_id,
+        event_type
+    )
+    .fetch_all(conn)
+    .await?;
+    Ok(ids)
+}
+
+/// A delivery row.
+#[derive(Debug, Clone)]
+pub struct Delivery {
+    /// Id (stable across retries).
+    pub id: Uuid,
+    /// Endpoint.
+    pub endpoint_id: Uuid,
+    /// Organization.
+    pub organization_id: Uuid,
+    /// The event's id.
+    pub event_id: Uuid,
+    /// The event's type.
+    pub event_type: String,
+    /// The event envelope.
+    pub payload: serde_json::Value,
+    /// `pending`, `success`, `retrying` or `failed`.
+    pub status: String,
+    /// Attempts started.
+    pub attempt: i32,
+    /// Asked for by a person (one attempt).
+    pub manual: bool,
+    /// When the next attempt is due.
+    pub next_attempt_at: Option<OffsetDateTime>,
+    /// Last attempt's HTTP status.
+    pub response_code: Option<i32>,
+    /// Last attempt's duration.
+    pub response_time_ms: Option<i32>,
+    /// Last attempt's error.
+    pub error: Option<String>,
+    /// Creation time.
+    pub created_at: OffsetDateTime,
+}
+
+/// Creates one delivery per endpoint for an event; endpoints that already
+/// have one for this event are skipped (a re-consumed event adds nothing).
+pub async fn insert_for_event(
+    conn: &mut PgConnection,
+    organization_id: Uuid,
+    event_id: Uuid,
+    event_type: &str,
+    payload: &serde_json::Value,
+    endpoint_ids: &[Uuid],
+) -> Result<u64> {
+    if endpoint_ids.is_empty() {
+        return Ok(0);
+    }
+    let ids: Vec<Uuid> = endpoint_ids
+        .iter()
+        .map(|_| tickiti_domain::new_id())
+        .collect();
+    let done = sqlx::query!(
+        "INSERT INTO webhook_deliveries (id, endpoint_id, organization_id, event_id, event_type, payload, next_attempt_at)
+         SELECT d.id, d.endpoint_id, $3, $4, $5, $6, now()
+         FROM unnest($1::uuid[], $2::uuid[]) AS d(id, endpoint_id)
+         ON CONFLICT (endpoint_id, event_id) DO NOTHING",
+        &ids,
+        endpoint_ids,
+        organization_id,
+        event_id,
+        event_type,
+        payload
+    )
+    .execute(conn)
+    .await?;
+    Ok(done.rows_affected())
+}
+
+/// Creates a delivery a person asked for (`test.ping`): one attempt, now.
+pub async fn insert_manual(
+    conn: &mut PgConnection,
+    organization_id: Uuid,
+    endpoint_id: Uuid,
+    event_id: Uuid,
+    event_type: &str,
+    payload: &serde_json::Value,
+) -> Result<Delivery> {
+    let row = sqlx::query_as!(
+        Delivery,
+        "INSERT INTO webhook_deliveries (id, endpoint_id, organization_id, event_id, event_type, payload, manual, next_attempt_at)
+         VALUES ($1, $2, $3, $4, $5, $6, true, now())
+         RETURNING id, endpoint_id, organization_id, event_id, event_type, payload, status, attempt, manual,
+             next_attempt_at, response_code, response_time_ms, error, created_at",
+        tickiti_domain::new_id(),
+        endpoint_id,
+        organization_id,
+        event_id,
+        event_type,
+        payload
+    )
+    .fetch_one(conn)
+    .await?;
+    Ok(row)
+}
+
+/// A delivery of the endpoint (of the organization).
+pub async fn get_delivery(
+    conn: &mut PgConnection,
+    organization_id: Uuid,
+    endpoint_id: Uuid,
+    id: Uuid,
+) -> Result<Option<Delivery>> {
+    let row = sqlx::query_as!(
+        Delivery,
+        "SELECT id, endpoint_id, organization_id, event_id, event_type, payload, status, attempt, manual,
+             next_attempt_at, response_code, response_time_ms, error, created_at
+         FROM webhook_deliveries WHERE organization_id = $1 AND endpoint_id = $2 AND id = $3",
+        organization_id,
+        endpoint_id,
+        id
+    )
+    .fetch_optional(conn)
+    .await?;
+    Ok(row)
+}
+
+/// A page of the endpoint's deliveries, newest first.
+pub async fn list_deliveries(
+    conn: &mut PgConnection,
+    organization_id: Uuid,
+    endpoint_id: Uuid,
+    before: Option<Uuid>,
+    limit: i64,
+) -> Result<Page<Delivery>> {
+    let rows = sqlx::query_as!(
+        Delivery,
+        "SELECT id, endpoint_id, organization_id, event_id, event_type, payload, status, attempt, manual,
+             next_attempt_at, response_code, response_time_ms, error, created_at
+         FROM webhook_deliveries
+         WHERE organization_id = $1 AND endpoint_id = $2 AND ($3::uuid IS NULL OR id < $3)
+         ORDER BY id DESC LIMIT $4",
+        organization_id,
+        endpoint_id,
+        before,
+        limit + 1
+    )
+    .fetch_all(conn)
+    .await?;
+    Ok(Page::from_rows(rows, limit, |d| d.id))
+}
+
+/// Makes a delivery due again now for one attempt, whatever its state (resend).
+pub async fn resend(
+    conn: &mut PgConnection,
+    organization_id: Uuid,
+    endpoint_id: Uuid,
+    id: Uuid,
+) -> Result<Option<Delivery>> {
+    let row = sqlx::query_as!(
+        Delivery,
+        "UPDATE webhook_deliveries SET status = 'pending', manual = true, queued_at = NULL,
+             locked_until = NULL, next_attempt_at = now(), updated_at = now()
+         WHERE organization_id = $1 AND endpoint_id = $2 AND id = $3
+         RETURNING id, endpoint_id, organization_id, event_id, event_type, payload, status, attempt, manual,
+             next_attempt_at, response_code, response_time_ms, error, created_at",
+        organization_id,
+        endpoint_id,
+        id
+    )
+    .fetch_optional(conn)
+    .await?;
+    Ok(row)
+}
+
+/// Makes every failed delivery of the endpoint created since `since` due again (recover); their ids.
+pub async fn recover(
+    conn: &mut PgConnection,
+    organization_id: Uuid,
+    endpoint_id: Uuid,
+    since: OffsetDateTime,
+) -> Result<Vec<Uuid>> {
+    let ids = sqlx::query_scalar!(
+        "UPDATE webhook_deliveries SET status = 'pending', manual = true, queued_at = NULL,
+             locked_until = NULL, next_attempt_at = now(), updated_at = now()
+         WHERE organization_id = $1 AND endpoint_id = $2 AND status = 'failed' AND created_at >= $3
+         RETURNING id",
+        organization_id,
+        endpoint_id,
+        since
+    )
+    .fetch_all(conn)
+    .await?;
+    Ok(ids)
+}
+
+/// Routing key of the command that asks the dispatcher to queue deliveries.
+pub const DISPATCH_COMMAND: &str = "command.webhook.dispatch";
+
+/// Writes a command to the outbox (same transaction as the delivery rows)
+/// asking the dispatcher to queue these deliveries now. The relay publishes
+/// it with publisher confirms like any event.
+pub async fn request_dispatch(
+    conn: &mut PgConnection,
+    organization_id: Uuid,
+    delivery_ids: &[Uuid],
+) -> Result<()> {
+    let id = tickiti_domain::new_id();
+    let payload = serde_json::json!({
+        "id": id,
+        "command": DISPATCH_COMMAND,
+        "organization_id": organization_id,
+        "delivery_ids": delivery_ids,
+    });
+    sqlx::query!(
+        "INSERT INTO outbox (id, organization_id, event_type, payload) VALUES ($1, $2, $3, $4)",
+        id,
+        organization_id,
+        DISPATCH_COMMAND,
+        payload
+    )
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// A delivery waiting for its work message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Queueable {
+    /// Delivery id.
+    pub id: Uuid,
+    /// Its endpoint.
+    pub endpoint_id: Uuid,
+    /// The attempt its next work message is for.
+    pub attempt: i32,
+    /// When that attempt is due.
+    pub due_at: Option<OffsetDateTime>,
+}
+
+/// Locks the not-yet-queued deliveries of an event (skipping rows another
+/// dispatcher is queueing right now).
+pub async fn unqueued_for_event(conn: &mut PgConnection, event_id: Uuid) -> Result<Vec<Queueable>> {
+    let rows = sqlx::query_as!(
+        Queueable,
+        r#"SELECT id, endpoint_id, attempt + 1 AS "attempt!", next_attempt_at AS due_at FROM webhook_deliveries
+         WHERE event_id = $1 AND queued_at IS NULL AND status IN ('pending', 'retrying')
+         FOR UPDATE SKIP LOCKED"#,
+        event_id
+    )
+    .fetch_all(conn)
+    .await?;
+    Ok(rows)
+}
+
+/// Locks the not-yet-queued deliveries among `ids`.
+pub async fn unqueued_by_ids(conn: &mut PgConnection, ids: &[Uuid]) -> Result<Vec<Queueable>> {
+    let rows = sqlx::query_as!(
+        Queueable,
+        r#"SELECT id, endpoint_id, attempt + 1 AS "attempt!", next_attempt_at AS due_at FROM webhook_deliveries
+         WHERE id = ANY($1) AND queued_at IS NULL AND status IN ('pending', 'retrying')
+         FOR UPDATE SKIP LOCKED"#,
+        ids
+    )
+    .fetch_all(conn)
+    .await?;
+    Ok(rows)
+}
+
+/// Locks deliveries left unqueued for longer than `grace_ms` (a dispatcher
+/// died between its commit and its publish): the sweeper queues them.
+pub async fn unqueued_stale(
+    conn: &mut PgConnection,
+    grace_ms: i64,
+    limit: i64,
+) -> Result<Vec<Queueable>> {
+    let rows = sqlx::query_as!(
+        Queueable,
+        r#"SELECT id, endpoint_id, attempt + 1 AS "attempt!", next_attempt_at AS due_at FROM webhook_deliveries
+         WHERE queued_at IS NULL AND status IN ('pending', 'retrying')
+           AND updated_at < now() - make_interval(secs => $1::bigint / 1000.0)
+         ORDER BY created_at LIMIT $2
+         FOR UPDATE SKIP LOCKED"#,
+        grace_ms,
+        limit
+    )
+    .fetch_all(conn)
+    .await?;
+    Ok(rows)
+}
+
+/// Notes that the work messages of these deliveries were confirmed by the broker.
+pub async fn mark_queued(conn: &mut PgConnection, ids: &[Uuid]) -> Result<()> {
+    sqlx::query!(
+        "UPDATE webhook_deliveries SET queued_at = now() WHERE id = ANY($1)",
+        ids
+    )
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Takes attempt `attempt` of a delivery for `lease_ms`. `None` when that
+/// attempt is not due (already made, finished, or another worker holds it):
+/// the work message is a duplicate. A redelivered message may take over an
+/// attempt whose worker vanished (its channel closed without an ack).
+pub async fn claim_attempt(
+    conn: &mut PgConnection,
+    id: Uuid,
+    attempt: i32,
+    redelivered: bool,
+    lease_ms: i64,
+) -> Result<Option<Delivery>> {
+    let row = sqlx::query_as!(
+        Delivery,
+        "UPDATE webhook_deliveries
+         SET attempt = $2, locked_until = now() + make_interval(secs => $4::bigint / 1000.0), updated_at = now()
+         WHERE id = $1 AND status IN ('pending', 'retrying')
+           AND ((attempt = $2 - 1 AND locked_until IS NULL)
+                OR (attempt = $2 AND locked_until IS NOT NULL AND ($3 OR locked_until < now())))
+         RETURNING id, endpoint_id, organization_id, event_id, event_type, payload, status, attempt, manual,
+             next_attempt_at, response_code, response_time_ms, error, created_at",
+        id,
+        attempt,
+        redelivered,
+        lease_ms
+    )
+    .fetch_optional(conn)
+    .await?;
+    Ok(row)
+}
+
+/// What one attempt got.
+#[derive(Debug, Clone, Default)]
+pub struct AttemptResult<'a> {
+    /// HTTP status, when an answer came.
+    pub response_code: Option<i32>,
+    /// Time to the answer (or the failure).
+    pub response_time_ms: i32,
+    /// Up to 4 KiB of the answer's body.
+    pub response_body: Option<&'a str>,
+    /// What went wrong, when something did.
+    pub error: Option<&'a str>,
+}
+
+/// Records attempt `attempt` and the delivery's new state (`success`,
+/// `retrying` with `next_attempt_at`, or `failed`); releases the claim. A
+/// `retrying` delivery is left unqueued: the caller queues its next attempt.
+pub async fn finish_attempt(
+    conn: &mut PgConnection,
+    id: Uuid,
+    attempt: i32,
+    status: &str,
+    next_attempt_at: Option<OffsetDateTime>,
+    result: &AttemptResult<'_>,
+) -> Result<bool> {
+    sqlx::query!(
+        "INSERT INTO webhook_attempts (id, delivery_id, attempt, response_code, response_time_ms, response_body, error)
+         VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        tickiti_domain::new_id(),
+        id,
+        attempt,
+        result.response_code,
+        result.response_time_ms,
+        result.response_body,
+        result.error
+    )
+    .execute(&mut *conn)
+    .await?;
+    let done = sqlx::query!(
+        "UPDATE webhook_deliveries SET status = $3, next_attempt_at = $4, locked_until = NULL,
+             queued_at = NULL, response_code = $5, response_time_ms = $6, error = $7, updated_at = now()
+         WHERE id = $1 AND attempt = $2",
+        id,
+        attempt,
+        status,
+        next_attempt_at,
+        result.response_code,
+        result.response_time_ms,
+        result.error
+    )
+    .execute(conn)
+    .await?;
+    Ok(done.rows_affected() > 0)
+}
+
+/// Ends a delivery without an attempt (its endpoint is gone, disabled or failed).
+pub async fn abandon(conn: &mut PgConnection, id: Uuid, attempt: i32, reason: &str) -> Result<()> {
+    sqlx::query!(
+        "UPDATE webhook_deliveries SET status = 'failed', locked_until = NULL, attempt = $2 - 1,
+             next_attempt_at = NULL, error = $3, updated_at = now()
+         WHERE id = $1 AND attempt = $2",
+        id,
+        attempt,
+        reason
+    )
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// One attempt as logged.
+#[derive(Debug, Clone)]
+pub struct Attempt {
+    /// Attempt number (1-based).
+    pub attempt: i32,
+    /// HTTP status.
+    pub response_code: Option<i32>,
+    /// Duration.
+    pub response_time_ms: Option<i32>,
+    /// Up to 4 KiB of the answer.
+    pub response_body: Option<String>,
+    /// Error.
+    pub error: Option<String>,
+    /// When.
+    pub created_at: OffsetDateTime,
+}
+
+/// The attempts of a delivery, oldest first.
+pub async fn attempts(conn: &mut PgConnection, delivery_id: Uuid) -> Result<Vec<Attempt>> {
+    let rows = sqlx::query_as!(
+        Attempt,
+        "SELECT attempt, response_code, response_time_ms, response_body, error, created_at
+         FROM webhook_attempts WHERE delivery_id = $1 ORDER BY id",
+        delivery_id
+    )
+    .fetch_all(conn)
+    .await?;
+    Ok(rows)
+}
+
+/// Deletes finished deliveries (and their attempts) last changed before
+/// `retention_secs` ago, at most `limit` per call; how many.
+pub async fn prune(conn: &mut PgConnection, retention_secs: i64, limit: i64) -> Result<u64> {
+    let done = sqlx::query!(
+        "DELETE FROM webhook_deliveries WHERE id IN (
+             SELECT id FROM webhook_deliveries
+             WHERE status IN ('success', 'failed')
+               AND updated_at < now() - make_interval(secs => $1::bigint)
+             LIMIT $2)",
+        retention_secs,
+        limit
+    )
+    .execute(conn)
+    .await?;
+    Ok(done.rows_affected())
+}

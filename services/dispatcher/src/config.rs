@@ -1,0 +1,104 @@
+//! Configuration from environment variables (CONTRACT §1); a flag may override each.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use tickiti_domain::webhook::{DEFAULT_RETRY_SCHEDULE, parse_duration, parse_schedule};
+
+/// Deployment kind: production refuses to run without a master key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Environment {
+    /// Local development and tests.
+    Development,
+    /// A real installation.
+    Production,
+}
+
+/// The delay before each attempt (`WEBHOOK_RETRY_SCHEDULE`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Schedule(pub Vec<Duration>);
+
+fn schedule(text: &str) -> Result<Schedule, String> {
+    parse_schedule(text).map(Schedule)
+}
+
+/// Everything the dispatcher needs to run.
+#[derive(Debug, Clone, clap::Args)]
+pub struct Config {
+    /// Address of the health and metrics listener.
+    #[arg(long, env = "DISPATCHER_LISTEN", default_value = "0.0.0.0:8070")]
+    pub listen: SocketAddr,
+    /// Postgres connection URL (the api's database; the api owns the schema).
+    #[arg(
+        long,
+        env = "DATABASE_URL",
+        default_value = "postgres://postgres@127.0.0.1:5432/tickiti"
+    )]
+    pub database_url: String,
+    /// Size of the database connection pool.
+    #[arg(
+        long,
+        env = "DISPATCHER_DATABASE_MAX_CONNECTIONS",
+        default_value_t = 20
+    )]
+    pub database_max_connections: u32,
+    /// RabbitMQ connection URL.
+    #[arg(
+        long,
+        env = "AMQP_URL",
+        default_value = "amqp://guest:guest@127.0.0.1:5672/%2f"
+    )]
+    pub amqp_url: String,
+    /// Prefix of every exchange and queue name.
+    #[arg(long, env = "TICKITI_BUS_PREFIX", default_value = "tickiti")]
+    pub bus_prefix: String,
+    /// `development` or `production`.
+    #[arg(long, env = "TICKITI_ENV", value_enum, default_value = "development")]
+    pub environment: Environment,
+    /// 32 bytes, base64: opens the stored webhook secrets (same as the api's).
+    #[arg(long, env = "TICKITI_MASTER_KEY", hide_env_values = true)]
+    pub master_key: Option<String>,
+    /// Delay before each attempt, comma-separated; its length is the attempt count.
+    #[arg(long, env = "WEBHOOK_RETRY_SCHEDULE", default_value = DEFAULT_RETRY_SCHEDULE, value_parser = schedule)]
+    pub retry_schedule: Schedule,
+    /// A delivery succeeds on a 2xx within this time (connect included).
+    #[arg(long, env = "WEBHOOK_TIMEOUT", default_value = "8s", value_parser = parse_duration)]
+    pub timeout: Duration,
+    /// Allow deliveries to loopback, private, link-local or metadata addresses.
+    #[arg(
+        long,
+        env = "WEBHOOK_ALLOW_PRIVATE_NETWORKS",
+        default_value_t = false,
+        action = clap::ArgAction::Set
+    )]
+    pub allow_private_networks: bool,
+    /// Finished deliveries and their attempts are deleted after this long.
+    #[arg(long, env = "WEBHOOK_LOG_RETENTION", default_value = "30d", value_parser = parse_duration)]
+    pub log_retention: Duration,
+    /// Requests in flight at once, all endpoints together.
+    #[arg(long, env = "DISPATCHER_CONCURRENCY", default_value_t = 128)]
+    pub concurrency: usize,
+    /// Requests in flight at once to one endpoint.
+    #[arg(long, env = "DISPATCHER_ENDPOINT_CONCURRENCY", default_value_t = 8)]
+    pub endpoint_concurrency: usize,
+}
+
+impl Config {
+    /// The master key's bytes (the development key, with a warning, outside production).
+    pub fn master_key_bytes(&self) -> anyhow::Result<[u8; 32]> {
+        match (&self.master_key, self.environment) {
+            (Some(encoded), _) => {
+                tickiti_crypto::seal::parse_master_key(encoded).map_err(anyhow::Error::msg)
+            }
+            (None, Environment::Production) => {
+                anyhow::bail!("TICKITI_MASTER_KEY is required when TICKITI_ENV=production")
+            }
+            (None, Environment::Development) => {
+                tracing::warn!(
+                    "TICKITI_MASTER_KEY is not set: using the PUBLIC development key; stored secrets are NOT protected"
+                );
+                Ok(tickiti_crypto::seal::DEVELOPMENT_KEY)
+            }
+        }
+    }
+}

@@ -1,0 +1,283 @@
+//! `tickiti-dispatcher`: delivers webhooks (CONTRACT §3).
+//!
+//! It consumes `<prefix>.dispatcher.events` (bound to `<prefix>.events`),
+//! writes one delivery row per subscribed endpoint, queues each attempt on
+//! the durable work queue `<prefix>.dispatcher.deliveries`, and sends them,
+//! signed, through an SSRF-safe client, retrying on the schedule through
+//! RabbitMQ delay tiers (see [`topology`]). Several dispatchers share the
+//! queues as competing consumers. The api owns the schema: the dispatcher
+//! waits for its migrations instead of running them.
+//!
+//! `main.rs` parses the command line and calls [`serve`], so tests start the
+//! very same dispatcher in-process.
+
+pub mod client;
+pub mod config;
+pub mod deliver;
+pub mod fanout;
+pub mod gate;
+pub mod metrics;
+pub mod topology;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::routing::get;
+use serde_json::json;
+use sqlx::PgPool;
+use sqlx::postgres::PgPoolOptions;
+use tickiti_bus::{Bus, BusConfig};
+use tickiti_crypto::SecretBox;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+pub use config::Config;
+
+/// What every handler shares.
+pub struct Ctx {
+    /// Postgres (the api's database).
+    pub db: PgPool,
+    /// RabbitMQ.
+    pub bus: Bus,
+    /// Settings.
+    pub config: Config,
+    /// Queue names.
+    pub queues: topology::Queues,
+    /// Opens the stored webhook secrets.
+    pub secrets: SecretBox,
+    /// The one outbound client.
+    pub client: client::SafeClient,
+    /// Fairness gates.
+    pub gates: Arc<gate::Gates>,
+    /// Counters for `/metrics`.
+    pub metrics: metrics::Metrics,
+    /// Set once the api's schema is there.
+    pub schema_ready: std::sync::atomic::AtomicBool,
+    /// Set once the queues are declared.
+    pub queues_ready: std::sync::atomic::AtomicBool,
+}
+
+/// Opens the database pool, retrying for a short window (CONTRACT §1).
+pub async fn connect_database(config: &Config) -> anyhow::Result<PgPool> {
+    let options = PgPoolOptions::new()
+        .max_connections(config.database_max_connections)
+        .acquire_timeout(Duration::from_secs(5));
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    loop {
+        match options.clone().connect(&config.database_url).await {
+            Ok(pool) => return Ok(pool),
+            Err(error) if tokio::time::Instant::now() < deadline => {
+                tracing::warn!(%error, "database not reachable yet; retrying");
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+            Err(error) => anyhow::bail!("database unreachable at start-up: {error}"),
+        }
+    }
+}
+
+/// A running dispatcher.
+pub struct Dispatcher {
+    /// Where the health listener is.
+    pub addr: SocketAddr,
+    /// Cancel to stop.
+    pub shutdown: CancellationToken,
+    /// Resolves when everything has stopped.
+    pub finished: tokio::task::JoinHandle<anyhow::Result<()>>,
+    /// The shared context (tests look at it).
+    pub ctx: Arc<Ctx>,
+}
+
+/// Starts the dispatcher on an already-bound health listener.
+pub fn serve(
+    listener: TcpListener,
+    db: PgPool,
+    config: Config,
+    shutdown: CancellationToken,
+) -> anyhow::Result<Dispatcher> {
+    let addr = listener.local_addr()?;
+    let master_key = config.master_key_bytes()?;
+    let bus = Bus::start(
+        BusConfig {
+            amqp_url: config.amqp_url.clone(),
+            prefix: config.bus_prefix.clone(),
+            connection_name: "tickiti-dispatcher".into(),
+        },
+        shutdown.clone(),
+    );
+    let ctx = Arc::new(Ctx {
+        queues: topology::Queues::new(&config.bus_prefix),
+        secrets: SecretBox::new(master_key),
+        client: client::SafeClient::new(config.timeout, config.allow_private_networks)?,
+        gates: gate::Gates::new(config.concurrency, config.endpoint_concurrency),
+        metrics: metrics::Metrics::default(),
+        schema_ready: std::sync::atomic::AtomicBool::new(false),
+        queues_ready: std::sync::atomic::AtomicBool::new(false),
+        db,
+        bus,
+        config,
+    });
+    let workers = tokio::spawn(run(ctx.clone(), shutdown.clone()));
+    let app = Router::new()
+        .route(
+            "/healthz",
+            get(|| async { axum::Json(json!({ "status": "ok" })) }),
+        )
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics::render))
+        .with_state(ctx.clone());
+    let stop = shutdown.clone();
+    let finished = tokio::spawn(async move {
+        tracing::info!(%addr, "tickiti-dispatcher listening");
+        let served = axum::serve(listener, app)
+            .with_graceful_shutdown(stop.cancelled_owned())
+            .await;
+        let _ = workers.await;
+        served.map_err(Into::into)
+    });
+    Ok(Dispatcher {
+        addr,
+        shutdown,
+        finished,
+        ctx,
+    })
+}
+
+async fn readyz(State(ctx): State<Arc<Ctx>>) -> (StatusCode, axum::Json<serde_json::Value>) {
+    let database = tokio::time::timeout(
+        Duration::from_secs(2),
+        sqlx::query("SELECT 1").execute(&ctx.db),
+    )
+    .await
+    .is_ok_and(|r| r.is_ok());
+    let broker = ctx.bus.is_connected();
+    let schema = ctx.schema_ready.load(std::sync::atomic::Ordering::Relaxed);
+    let queues = ctx.queues_ready.load(std::sync::atomic::Ordering::Relaxed);
+    let ready = database && broker && schema && queues;
+    let word = |ok: bool| if ok { "up" } else { "down" };
+    (
+        if ready {
+            StatusCode::OK
+        } else {
+            StatusCode::SERVICE_UNAVAILABLE
+        },
+        axum::Json(json!({
+            "status": if ready { "ready" } else { "not_ready" },
+            "database": word(database),
+            "broker": word(broker),
+            "schema": if schema { "ready" } else { "waiting for the api's migrations" },
+        })),
+    )
+}
+
+/// Waits for the api's schema, then consumes until `shutdown`.
+async fn run(ctx: Arc<Ctx>, shutdown: CancellationToken) {
+    loop {
+        let present: Result<Option<String>, _> =
+            sqlx::query_scalar("SELECT to_regclass('webhook_attempts')::text")
+                .fetch_one(&ctx.db)
+                .await;
+        if matches!(present, Ok(Some(_))) {
+            break;
+        }
+        tracing::info!("waiting for the api's migrations (webhook tables)");
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            () = tokio::time::sleep(Duration::from_secs(2)) => {}
+        }
+    }
+    ctx.schema_ready
+        .store(true, std::sync::atomic::Ordering::Relaxed);
+
+    // The tiers must exist before anything is parked in them (publishing to
+    // a missing queue through the default exchange is silently dropped).
+    declare_until_done(&ctx, &shutdown).await;
+    if shutdown.is_cancelled() {
+        return;
+    }
+    let events = {
+        let ctx = ctx.clone();
+        ctx.bus
+            .clone()
+            .consume(ctx.queues.events_spec(&ctx.bus, 16), move |message| {
+                let ctx = ctx.clone();
+                async move { fanout::handle(&ctx, message).await }
+            })
+    };
+    // Handlers beyond the global request limit wait in the gates; the
+    // per-endpoint waiting cap parks the rest, so others still get through.
+    let slots = ctx.config.concurrency * 2 + 64;
+    let deliveries = {
+        let ctx = ctx.clone();
+        ctx.bus
+            .clone()
+            .consume(ctx.queues.deliveries_spec(slots), move |message| {
+                let ctx = ctx.clone();
+                async move { deliver::handle(&ctx, message).await }
+            })
+    };
+    housekeeping(&ctx, &shutdown).await;
+    let _ = events.await;
+    let _ = deliveries.await;
+}
+
+async fn declare_until_done(ctx: &Ctx, shutdown: &CancellationToken) {
+    loop {
+        if ctx.bus.wait_connected(Duration::from_secs(1)).await {
+            match ctx.queues.declare(&ctx.bus).await {
+                Ok(()) => {
+                    ctx.queues_ready
+                        .store(true, std::sync::atomic::Ordering::Relaxed);
+                    return;
+                }
+                Err(error) => {
+                    tracing::warn!(%error, "declaring the dispatcher's queues failed; retrying")
+                }
+            }
+        }
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            () = tokio::time::sleep(Duration::from_millis(500)) => {}
+        }
+    }
+}
+
+/// The sweeper (deliveries left unqueued), re-declaring the tiers after a
+/// broker restart, and pruning the delivery log.
+async fn housekeeping(ctx: &Ctx, shutdown: &CancellationToken) {
+    let mut sweep = tokio::time::interval(Duration::from_secs(2));
+    let mut slow = tokio::time::interval(Duration::from_secs(60));
+    let mut was_connected = true;
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            _ = sweep.tick() => {
+                let connected = ctx.bus.is_connected();
+                if connected && !was_connected {
+                    declare_until_done(ctx, shutdown).await;
+                }
+                was_connected = connected;
+                if connected
+                    && let Err(error) = fanout::queue_deliveries(ctx, fanout::Select::Stale).await
+                {
+                    tracing::warn!(%error, "sweeping unqueued deliveries failed");
+                }
+            }
+            _ = slow.tick() => {
+                let retention = i64::try_from(ctx.config.log_retention.as_secs()).unwrap_or(i64::MAX);
+                let pruned = async {
+                    let mut conn = ctx.db.acquire().await?;
+                    tickiti_store::webhooks::prune(&mut conn, retention, 5_000).await
+                };
+                match pruned.await {
+                    Ok(0) => {}
+                    Ok(n) => tracing::info!(deliveries = n, "pruned the delivery log"),
+                    Err(error) => tracing::warn!(%error, "pruning the delivery log failed"),
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,70 @@
+//! `tickiti-dispatcher`: delivers webhooks until SIGTERM.
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use tickiti_dispatcher::Config;
+use tokio_util::sync::CancellationToken;
+
+/// Tickiti's webhook dispatcher.
+#[derive(Debug, Parser)]
+#[command(name = "tickiti-dispatcher", version, about)]
+struct Cli {
+    #[command(flatten)]
+    config: Config,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Deliver webhooks until SIGTERM (the default; the image's CMD).
+    Serve,
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tickiti_telemetry::init("tickiti-dispatcher", tickiti_telemetry::Output::Stdout);
+    match run(cli).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("tickiti-dispatcher: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    let db = tickiti_dispatcher::connect_database(&cli.config).await?;
+    let listener = tokio::net::TcpListener::bind(cli.config.listen).await?;
+    let shutdown = CancellationToken::new();
+    let dispatcher = tickiti_dispatcher::serve(listener, db, cli.config, shutdown.clone())?;
+    tokio::spawn(async move {
+        wait_for_signal().await;
+        tracing::info!("shutting down: unfinished deliveries stay unacked and come back");
+        shutdown.cancel();
+    });
+    dispatcher.finished.await?
+}
+
+async fn wait_for_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(term) => term,
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}

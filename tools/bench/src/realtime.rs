@@ -1,0 +1,401 @@
+//! `realtime`: event → browser frame latency through the whole path (api
+//! commit → outbox relay → RabbitMQ → `tickiti-realtime` → websocket), with
+//! N websocket clients spread over K organizations and ticket changes made
+//! through the api at a steady rate; and the realtime process's memory per
+//! idle connection. ARCHITECTURE.md's targets: p99 < 50 ms with 10 000
+//! sockets in 100 organizations at 200 changes/s; < 16 KiB per idle socket.
+//!
+//! The api runs in this process; the realtime service runs as its own
+//! process (the `tickiti-realtime` binary beside this one), so its memory is
+//! its own. Both use one scratch database. Latency is measured from the
+//! moment the create request is sent to the frame's arrival, so it is an
+//! upper bound of commit → frame (it includes the HTTP round trip and the
+//! commit itself). Raise the open-file limit for large N (`ulimit -n 30000`):
+//! this process and the realtime process each hold N sockets.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use anyhow::{Context as _, anyhow, bail};
+use futures::{SinkExt as _, StreamExt as _};
+use serde_json::{Value, json};
+use tickiti_crypto::realtime::{BrowserClaims, scope, sign_token};
+use tokio::sync::Mutex;
+use tokio_tungstenite::tungstenite::Message;
+use uuid::Uuid;
+
+use crate::spawn::{self, Scratch};
+use crate::stats::{millis, percentile};
+
+/// Options of `realtime`.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Websocket clients.
+    #[arg(long, default_value_t = 1000)]
+    pub clients: usize,
+    /// Organizations the clients are spread over (changes are too).
+    #[arg(long, default_value_t = 10)]
+    pub orgs: usize,
+    /// Ticket changes per second through the api.
+    #[arg(long, default_value_t = 50)]
+    pub rate: u32,
+    /// Seconds of measured load.
+    #[arg(long, default_value_t = 10)]
+    pub duration: u64,
+    /// Postgres server: a scratch database is created there.
+    #[arg(
+        long,
+        env = "DATABASE_URL",
+        default_value = "postgres://postgres@127.0.0.1:5432/postgres",
+        hide_env_values = true
+    )]
+    pub database_url: String,
+    /// RabbitMQ.
+    #[arg(long, env = "AMQP_URL", default_value = tickiti_bus::DEFAULT_AMQP_URL, hide_env_values = true)]
+    pub amqp_url: String,
+    /// The `tickiti-realtime` binary (default: beside this one; build it with
+    /// `cargo build --release -p tickiti-realtime`).
+    #[arg(long)]
+    pub realtime_bin: Option<PathBuf>,
+}
+
+/// Runs the benchmark and prints its report.
+pub async fn run(args: Args) -> anyhow::Result<()> {
+    if args.orgs == 0 || args.clients < args.orgs {
+        bail!("--clients must be at least --orgs (and --orgs at least 1)");
+    }
+    let bin = match &args.realtime_bin {
+        Some(bin) => bin.clone(),
+        None => std::env::current_exe()?
+            .parent()
+            .ok_or_else(|| anyhow!("no directory beside this binary"))?
+            .join("tickiti-realtime"),
+    };
+    if !bin.exists() {
+        bail!(
+            "{} not found: build it with `cargo build --release -p tickiti-realtime` or pass --realtime-bin",
+            bin.display()
+        );
+    }
+    let scratch = Scratch::create(&args.database_url).await?;
+    let outcome = measure(&args, &bin, &scratch).await;
+    if let Err(error) = scratch.drop_database().await {
+        eprintln!("warning: {error:#}");
+    }
+    outcome
+}
+
+fn free_port() -> anyhow::Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
+}
+
+/// Resident memory of a process, in KiB (Linux `/proc`).
+fn rss_kib(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmRSS:"))
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|kib| kib.parse().ok())
+}
+
+/// Kills the realtime child when the benchmark ends, however it ends.
+struct Child(std::process::Child);
+
+impl Drop for Child {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// The parts of a server frame the clients look at.
+#[derive(serde::Deserialize)]
+struct Frame<'a> {
+    #[serde(rename = "type", borrow)]
+    kind: &'a str,
+    #[serde(borrow)]
+    event: Option<&'a str>,
+    #[serde(borrow)]
+    data: Option<FrameData<'a>>,
+}
+
+#[derive(serde::Deserialize)]
+struct FrameData<'a> {
+    #[serde(borrow)]
+    subject: Option<&'a str>,
+}
+
+fn now_nanos() -> u128 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos())
+}
+
+async fn measure(args: &Args, bin: &PathBuf, scratch: &Scratch) -> anyhow::Result<()> {
+    let api = spawn::start(scratch, &args.amqp_url, 20).await?;
+    let result = async {
+        let pool = scratch.pool(5).await?;
+        tickiti_realtime::migrator()
+            .run(&pool)
+            .await
+            .context("cannot migrate the realtime tables")?;
+        // Pair as an operator would (pin hash in, pin confirmed); the bench
+        // keeps the node key to sign its clients' tokens.
+        let install_id = Uuid::now_v7();
+        let key = tickiti_crypto::realtime::generate_node_key();
+        let pin = tickiti_crypto::realtime::generate_pin();
+        let hash = tickiti_crypto::realtime::hash_pin(&pin).map_err(|e| anyhow!("{e}"))?;
+        let expires = time::OffsetDateTime::now_utc() + time::Duration::minutes(10);
+        tickiti_realtime::pairing::request(&pool, install_id, &key, &hash, expires).await?;
+        tickiti_realtime::pairing::confirm(&pool, &pin).await?;
+
+        // Organizations: the api's own bench org plus more, each with a token.
+        let mut orgs = vec![(api.organization_id, api.token.clone())];
+        for n in 1..args.orgs {
+            let email = format!("bench-{n}-{}@example.com", Uuid::now_v7().simple());
+            let (org, _) = tickiti_api::admin::create_organization(
+                &pool,
+                &format!("Bench {n}"),
+                &email,
+                "bench-password",
+            )
+            .await
+            .map_err(|e| anyhow!("cannot create an organization: {e:?}"))?;
+            let (_, token) = tickiti_api::admin::create_token(
+                &pool,
+                &email,
+                "bench",
+                &[tickiti_domain::Ability::All],
+            )
+            .await
+            .map_err(|e| anyhow!("cannot create a token: {e:?}"))?;
+            orgs.push((org, token));
+        }
+
+        let port = free_port()?;
+        let admin_port = free_port()?;
+        let child = Child(
+            std::process::Command::new(bin)
+                .env("DATABASE_URL", &scratch.url)
+                .env("AMQP_URL", &args.amqp_url)
+                .env("TICKITI_BUS_PREFIX", &api.prefix)
+                .env("REALTIME_LISTEN", format!("127.0.0.1:{port}"))
+                .env("REALTIME_ADMIN_LISTEN", format!("127.0.0.1:{admin_port}"))
+                .env("RUST_LOG", "warn")
+                .stdout(std::process::Stdio::null())
+                .spawn()
+                .with_context(|| format!("cannot start {}", bin.display()))?,
+        );
+        let pid = child.0.id();
+        let http = reqwest::Client::new();
+        let ready = async {
+            for _ in 0..300 {
+                if let Ok(reply) = http
+                    .get(format!("http://127.0.0.1:{admin_port}/readyz"))
+                    .send()
+                    .await
+                    && reply.status().is_success()
+                    && reply
+                        .json::<Value>()
+                        .await
+                        .is_ok_and(|v| v["paired"] == true)
+                {
+                    return true;
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            false
+        };
+        if !ready.await {
+            bail!("the realtime process did not become ready and paired within 30 s");
+        }
+        // Its exclusive queue is bound a moment after readiness.
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let base_rss = rss_kib(pid).unwrap_or(0);
+
+        // Connect the clients, a few hundred at a time.
+        let latencies: Arc<Mutex<Vec<Duration>>> = Arc::default();
+        let frames = Arc::new(AtomicU64::new(0));
+        let measuring = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let url = format!("ws://127.0.0.1:{port}/ws");
+        let connect_started = Instant::now();
+        let mut tasks = Vec::with_capacity(args.clients);
+        let gate = Arc::new(tokio::sync::Semaphore::new(256));
+        let (welcomed_tx, mut welcomed_rx) = tokio::sync::mpsc::unbounded_channel::<()>();
+        for n in 0..args.clients {
+            let (org, _) = orgs[n % orgs.len()];
+            let now = time::OffsetDateTime::now_utc().unix_timestamp();
+            let token = sign_token(
+                &key,
+                &BrowserClaims {
+                    iid: install_id,
+                    org,
+                    sub: Uuid::now_v7(),
+                    name: format!("bench {n}"),
+                    scopes: vec![scope::TICKETS.into()],
+                    iat: now,
+                    exp: now + 3600,
+                },
+            );
+            let url = url.clone();
+            let gate = gate.clone();
+            let latencies = latencies.clone();
+            let frames = frames.clone();
+            let measuring = measuring.clone();
+            let welcomed = welcomed_tx.clone();
+            tasks.push(tokio::spawn(async move {
+                let mut permit = Some(gate.acquire_owned().await.ok()?);
+                let (mut ws, _) = tokio_tungstenite::connect_async_with_config(
+                    &url,
+                    // Small buffers: 10 000 clients with tungstenite's 128 KiB
+                    // defaults would cost this process gigabytes.
+                    Some(
+                        tokio_tungstenite::tungstenite::protocol::WebSocketConfig::default()
+                            .read_buffer_size(4096)
+                            .write_buffer_size(0),
+                    ),
+                    true,
+                )
+                .await
+                .ok()?;
+                ws.send(Message::text(
+                    json!({ "type": "hello", "token": token }).to_string(),
+                ))
+                .await
+                .ok()?;
+                let mut own = Vec::new();
+                let mut welcomed_yet = false;
+                while let Some(Ok(message)) = ws.next().await {
+                    let Message::Text(text) = message else {
+                        continue;
+                    };
+                    // Only what the measurement needs (other fields are skipped, not built).
+                    let Ok(frame) = serde_json::from_str::<Frame<'_>>(text.as_str()) else {
+                        continue;
+                    };
+                    if frame.kind == "welcome" && !welcomed_yet {
+                        welcomed_yet = true;
+                        permit.take();
+                        let _ = welcomed.send(());
+                        continue;
+                    }
+                    if frame.event != Some("ticket.created") {
+                        continue;
+                    }
+                    let sent = frame
+                        .data
+                        .and_then(|d| d.subject)
+                        .and_then(|s| s.strip_prefix("bench "))
+                        .and_then(|n| n.parse::<u128>().ok());
+                    if let Some(sent) = sent
+                        && measuring.load(Ordering::Relaxed)
+                    {
+                        let nanos = now_nanos().saturating_sub(sent);
+                        own.push(Duration::from_nanos(
+                            u64::try_from(nanos).unwrap_or(u64::MAX),
+                        ));
+                        frames.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+                drop(permit);
+                latencies.lock().await.extend(own);
+                Some(())
+            }));
+        }
+        drop(welcomed_tx);
+        let mut welcomed = 0;
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
+        while welcomed < args.clients {
+            match tokio::time::timeout_at(deadline, welcomed_rx.recv()).await {
+                Ok(Some(())) => welcomed += 1,
+                _ => break,
+            }
+        }
+        if welcomed < args.clients {
+            bail!(
+                "only {welcomed} of {} clients were welcomed (open-file limit?)",
+                args.clients
+            );
+        }
+        let connect_time = connect_started.elapsed();
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let idle_rss = rss_kib(pid).unwrap_or(0);
+
+        // Steady load: one create every 1/rate s, round-robin over the organizations.
+        measuring.store(true, Ordering::Relaxed);
+        let mut tick =
+            tokio::time::interval(Duration::from_secs_f64(1.0 / f64::from(args.rate.max(1))));
+        let load_started = Instant::now();
+        let mut sent = 0usize;
+        let mut requests = tokio::task::JoinSet::new();
+        while load_started.elapsed() < Duration::from_secs(args.duration) {
+            tick.tick().await;
+            let (_, token) = &orgs[sent % orgs.len()];
+            let request = http
+                .post(format!("{}/api/v1/tickets", api.base_url))
+                .bearer_auth(token)
+                .json(&json!({
+                    "subject": format!("bench {}", now_nanos()),
+                    "contact": { "email": "bench@example.com" },
+                }));
+            requests.spawn(async move { request.send().await.map(|r| r.status().is_success()) });
+            sent += 1;
+        }
+        let mut failed = 0;
+        while let Some(done) = requests.join_next().await {
+            if !matches!(done, Ok(Ok(true))) {
+                failed += 1;
+            }
+        }
+        // Let the last frames arrive.
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        measuring.store(false, Ordering::Relaxed);
+        let load_time = load_started.elapsed();
+        drop(child);
+        for task in tasks {
+            let _ = tokio::time::timeout(Duration::from_secs(5), task).await;
+        }
+        let mut samples = std::mem::take(&mut *latencies.lock().await);
+        samples.sort_unstable();
+        let expected = (sent - failed) * args.clients / orgs.len();
+        let per_socket = idle_rss.saturating_sub(base_rss) as f64 / args.clients as f64;
+        let ms = |q: f64| percentile(&samples, q).map_or(f64::NAN, millis);
+        println!(
+            "tickiti-bench realtime: {} clients in {} organizations, {} changes/s for {} s",
+            args.clients,
+            orgs.len(),
+            args.rate,
+            args.duration
+        );
+        println!(
+            "  connected and welcomed in      {:>9.1} s",
+            connect_time.as_secs_f64()
+        );
+        println!("  changes sent (failed)          {sent:>9} ({failed})");
+        println!(
+            "  frames received / expected     {:>9} / {expected}",
+            samples.len()
+        );
+        println!(
+            "  frames per second              {:>9.0}",
+            frames.load(Ordering::Relaxed) as f64 / load_time.as_secs_f64()
+        );
+        println!("  request → frame p50            {:>9.1} ms", ms(0.50));
+        println!(
+            "  request → frame p99            {:>9.1} ms   (target < 50 ms)",
+            ms(0.99)
+        );
+        println!("  request → frame max            {:>9.1} ms", ms(1.0));
+        println!("  realtime RSS before / idle     {base_rss:>9} / {idle_rss} KiB");
+        println!("  memory per idle socket         {per_socket:>9.1} KiB  (target < 16 KiB)");
+        anyhow::Ok(())
+    }
+    .await;
+    api.stop().await;
+    result
+}
