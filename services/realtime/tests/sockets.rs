@@ -410,7 +410,12 @@ async fn locks_are_shared_between_processes(db: PgPool) {
     }
     // Olga, on the other process, cannot take it while Nathan holds it.
     o.send(json!({ "type": "lock", "ticket_id": ticket })).await;
-    let denied = o.frame().await;
+    let denied = loop {
+        let frame = o.frame().await;
+        if frame["type"] == "lock.denied" {
+            break frame;
+        }
+    };
     assert_eq!(denied["type"], "lock.denied", "{denied}");
     assert_eq!(denied["user"]["id"], json!(nathan_id));
     // A renewal makes no new frame.
