@@ -11,6 +11,7 @@ mod pgbench;
 mod realtime;
 mod spawn;
 mod stats;
+mod webhooks;
 
 use clap::{Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
@@ -31,6 +32,9 @@ enum Command {
     /// Event → websocket frame latency with N clients over K organizations,
     /// and the realtime process's memory per idle socket.
     Realtime(realtime::Args),
+    /// Webhook deliveries per second through the dispatcher against a bare
+    /// HTTP client (target: ≥ 50 %), and commit → first attempt latency.
+    Webhooks(webhooks::Args),
 }
 
 #[tokio::main]
@@ -45,5 +49,6 @@ async fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Command::ApiCreate(args) => api_create::run(args).await,
         Command::Realtime(args) => realtime::run(args).await,
+        Command::Webhooks(args) => webhooks::run(args).await,
     }
 }

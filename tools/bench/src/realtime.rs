@@ -16,18 +16,18 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, anyhow, bail};
 use futures::{SinkExt as _, StreamExt as _};
-use serde_json::{Value, json};
+use serde_json::json;
 use tickiti_crypto::realtime::{BrowserClaims, scope, sign_token};
 use tokio::sync::Mutex;
 use tokio_tungstenite::tungstenite::Message;
 use uuid::Uuid;
 
-use crate::spawn::{self, Scratch};
-use crate::stats::{millis, percentile};
+use crate::spawn::{self, Child, Scratch, free_port, rss_kib};
+use crate::stats::{millis, now_nanos, percentile};
 
 /// Options of `realtime`.
 #[derive(Debug, clap::Args)]
@@ -66,51 +66,13 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     if args.orgs == 0 || args.clients < args.orgs {
         bail!("--clients must be at least --orgs (and --orgs at least 1)");
     }
-    let bin = match &args.realtime_bin {
-        Some(bin) => bin.clone(),
-        None => std::env::current_exe()?
-            .parent()
-            .ok_or_else(|| anyhow!("no directory beside this binary"))?
-            .join("tickiti-realtime"),
-    };
-    if !bin.exists() {
-        bail!(
-            "{} not found: build it with `cargo build --release -p tickiti-realtime` or pass --realtime-bin",
-            bin.display()
-        );
-    }
+    let bin = spawn::sibling_binary("tickiti-realtime", args.realtime_bin.as_deref())?;
     let scratch = Scratch::create(&args.database_url).await?;
     let outcome = measure(&args, &bin, &scratch).await;
     if let Err(error) = scratch.drop_database().await {
         eprintln!("warning: {error:#}");
     }
     outcome
-}
-
-fn free_port() -> anyhow::Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port())
-}
-
-/// Resident memory of a process, in KiB (Linux `/proc`).
-fn rss_kib(pid: u32) -> Option<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    status
-        .lines()
-        .find_map(|line| line.strip_prefix("VmRSS:"))
-        .and_then(|rest| rest.split_whitespace().next())
-        .and_then(|kib| kib.parse().ok())
-}
-
-/// Kills the realtime child when the benchmark ends, however it ends.
-struct Child(std::process::Child);
-
-impl Drop for Child {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }
 
 /// The parts of a server frame the clients look at.
@@ -128,12 +90,6 @@ struct Frame<'a> {
 struct FrameData<'a> {
     #[serde(borrow)]
     subject: Option<&'a str>,
-}
-
-fn now_nanos() -> u128 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos())
 }
 
 async fn measure(args: &Args, bin: &PathBuf, scratch: &Scratch) -> anyhow::Result<()> {
@@ -179,41 +135,22 @@ async fn measure(args: &Args, bin: &PathBuf, scratch: &Scratch) -> anyhow::Resul
 
         let port = free_port()?;
         let admin_port = free_port()?;
-        let child = Child(
-            std::process::Command::new(bin)
-                .env("DATABASE_URL", &scratch.url)
-                .env("AMQP_URL", &args.amqp_url)
-                .env("TICKITI_BUS_PREFIX", &api.prefix)
-                .env("REALTIME_LISTEN", format!("127.0.0.1:{port}"))
-                .env("REALTIME_ADMIN_LISTEN", format!("127.0.0.1:{admin_port}"))
-                .env("RUST_LOG", "warn")
-                .stdout(std::process::Stdio::null())
-                .spawn()
-                .with_context(|| format!("cannot start {}", bin.display()))?,
-        );
-        let pid = child.0.id();
-        let http = reqwest::Client::new();
-        let ready = async {
-            for _ in 0..300 {
-                if let Ok(reply) = http
-                    .get(format!("http://127.0.0.1:{admin_port}/readyz"))
-                    .send()
-                    .await
-                    && reply.status().is_success()
-                    && reply
-                        .json::<Value>()
-                        .await
-                        .is_ok_and(|v| v["paired"] == true)
-                {
-                    return true;
-                }
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-            false
-        };
-        if !ready.await {
-            bail!("the realtime process did not become ready and paired within 30 s");
-        }
+        let mut command = std::process::Command::new(bin);
+        command
+            .env("DATABASE_URL", &scratch.url)
+            .env("AMQP_URL", &args.amqp_url)
+            .env("TICKITI_BUS_PREFIX", &api.prefix)
+            .env("REALTIME_LISTEN", format!("127.0.0.1:{port}"))
+            .env("REALTIME_ADMIN_LISTEN", format!("127.0.0.1:{admin_port}"))
+            .env("RUST_LOG", "warn");
+        let mut child = Child::spawn(command)?;
+        let pid = child.id();
+        child
+            .wait_ready(&format!("http://127.0.0.1:{admin_port}/readyz"), |body| {
+                body["paired"] == true
+            })
+            .await
+            .context("the realtime process did not become ready and paired")?;
         // Its exclusive queue is bound a moment after readiness.
         tokio::time::sleep(Duration::from_secs(1)).await;
         let base_rss = rss_kib(pid).unwrap_or(0);
@@ -327,6 +264,7 @@ async fn measure(args: &Args, bin: &PathBuf, scratch: &Scratch) -> anyhow::Resul
         let idle_rss = rss_kib(pid).unwrap_or(0);
 
         // Steady load: one create every 1/rate s, round-robin over the organizations.
+        let http = reqwest::Client::new();
         measuring.store(true, Ordering::Relaxed);
         let mut tick =
             tokio::time::interval(Duration::from_secs_f64(1.0 / f64::from(args.rate.max(1))));

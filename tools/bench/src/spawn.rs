@@ -1,13 +1,15 @@
-//! A scratch database on the Postgres server, and the api started in this
-//! process against it.
+//! What every benchmark sets up: a scratch database on the Postgres server,
+//! the api started in this process against it, and the other services as
+//! child processes (the binaries beside this one).
 
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{Context as _, anyhow};
 use reqwest::Url;
 use sqlx::postgres::PgPoolOptions;
 use sqlx::{AssertSqlSafe, Connection as _, PgConnection, PgPool};
-use tickiti_api::config::{Config, Environment, RateLimit};
+use tickiti_api::config::{Config, Environment, RateLimit, WebhookConfig};
 use tickiti_bus::{Bus, BusConfig};
 use tickiti_domain::Ability;
 use tokio_util::sync::CancellationToken;
@@ -95,6 +97,16 @@ pub async fn start(
     amqp_url: &str,
     db_connections: u32,
 ) -> anyhow::Result<SpawnedApi> {
+    start_with(scratch, amqp_url, db_connections, WebhookConfig::default()).await
+}
+
+/// [`start`] with webhook settings (a local receiver needs private networks allowed).
+pub async fn start_with(
+    scratch: &Scratch,
+    amqp_url: &str,
+    db_connections: u32,
+    webhooks: WebhookConfig,
+) -> anyhow::Result<SpawnedApi> {
     let prefix = format!("bench_{}", Uuid::now_v7().simple());
     let config = Config {
         listen: std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
@@ -116,7 +128,13 @@ pub async fn start(
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .context("cannot bind a local port")?;
-    let api = tickiti_api::serve(listener, pool.clone(), config, CancellationToken::new())?;
+    let api = tickiti_api::serve_with(
+        listener,
+        pool.clone(),
+        config,
+        webhooks,
+        CancellationToken::new(),
+    )?;
     let email = format!("bench-admin-{}@example.com", Uuid::now_v7().simple());
     let password = Uuid::now_v7().simple().to_string();
     let made = async {
@@ -155,6 +173,11 @@ pub async fn start(
 impl SpawnedApi {
     /// Stops the api, closes its pool and deletes its exchanges (best effort).
     pub async fn stop(self) {
+        self.stop_and_delete(&[]).await;
+    }
+
+    /// [`SpawnedApi::stop`], deleting these queues of the prefix too.
+    pub async fn stop_and_delete(self, queues: &[String]) {
         self.api.shutdown.cancel();
         if tokio::time::timeout(Duration::from_secs(10), self.api.finished)
             .await
@@ -173,6 +196,11 @@ impl SpawnedApi {
             cancel.clone(),
         );
         if bus.wait_connected(Duration::from_secs(5)).await {
+            for queue in queues {
+                if let Err(error) = bus.delete_queue(queue).await {
+                    eprintln!("warning: queue {queue} not deleted: {error}");
+                }
+            }
             if let Err(error) = bus.delete_topology().await {
                 eprintln!(
                     "warning: exchanges of prefix {} not deleted: {error}",
@@ -197,5 +225,94 @@ pub fn redact(url: &str) -> String {
             parsed.to_string()
         }
         _ => url.to_owned(),
+    }
+}
+
+/// The service binary `name` beside this one, or `explicit`; fails with the
+/// build command when it is missing.
+pub fn sibling_binary(name: &str, explicit: Option<&Path>) -> anyhow::Result<PathBuf> {
+    let bin = match explicit {
+        Some(bin) => bin.to_owned(),
+        None => std::env::current_exe()?
+            .parent()
+            .ok_or_else(|| anyhow!("no directory beside this binary"))?
+            .join(name),
+    };
+    if !bin.exists() {
+        anyhow::bail!(
+            "{} not found: build it with `cargo build --release -p {name}` or pass its path",
+            bin.display()
+        );
+    }
+    Ok(bin)
+}
+
+/// A free local TCP port (for a child's listener).
+pub fn free_port() -> anyhow::Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
+}
+
+/// Resident memory of a process, in KiB (Linux `/proc`).
+pub fn rss_kib(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmRSS:"))
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|kib| kib.parse().ok())
+}
+
+/// A service started as a child process; killed when dropped, however the
+/// benchmark ends.
+pub struct Child(pub std::process::Child);
+
+impl Child {
+    /// Starts `command` (its stdout discarded: the services log there).
+    pub fn spawn(mut command: std::process::Command) -> anyhow::Result<Child> {
+        let program = command.get_program().to_string_lossy().into_owned();
+        command
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .map(Child)
+            .with_context(|| format!("cannot start {program}"))
+    }
+
+    /// Its process id.
+    pub fn id(&self) -> u32 {
+        self.0.id()
+    }
+
+    /// Waits (up to 30 s) until `url` answers 2xx with a body `ready` accepts.
+    pub async fn wait_ready(
+        &mut self,
+        url: &str,
+        ready: impl Fn(&serde_json::Value) -> bool,
+    ) -> anyhow::Result<()> {
+        let http = reqwest::Client::new();
+        for _ in 0..300 {
+            if let Ok(Some(status)) = self.0.try_wait() {
+                anyhow::bail!("the child process exited early ({status})");
+            }
+            if let Ok(reply) = http.get(url).send().await
+                && reply.status().is_success()
+                && reply
+                    .json::<serde_json::Value>()
+                    .await
+                    .is_ok_and(|body| ready(&body))
+            {
+                return Ok(());
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        anyhow::bail!("{url} did not answer ready within 30 s")
+    }
+}
+
+impl Drop for Child {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
     }
 }

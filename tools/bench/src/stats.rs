@@ -1,6 +1,6 @@
 //! Percentiles and medians of measurements.
 
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// The `q`-quantile (`0.0..=1.0`) of `sorted` (ascending) by the nearest-rank
 /// method: the smallest sample such that at least `q` of all samples are at
@@ -30,6 +30,14 @@ pub fn median(values: &mut [f64]) -> Option<f64> {
 /// A duration in milliseconds, for printing.
 pub fn millis(duration: Duration) -> f64 {
     duration.as_secs_f64() * 1000.0
+}
+
+/// Wall-clock nanoseconds since the Unix epoch: a timestamp one process
+/// puts into a request and another part of the pipeline compares with.
+pub fn now_nanos() -> u128 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos())
 }
 
 #[cfg(test)]

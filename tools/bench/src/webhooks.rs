@@ -1,0 +1,624 @@
+//! `webhooks`: deliveries through the whole path (api commit → outbox relay
+//! → RabbitMQ → `tickiti-dispatcher` → signed POST → attempt logged) to a
+//! local receiver, against a bare HTTP client posting the same bodies to the
+//! same receiver at the same concurrency. ARCHITECTURE.md's targets: at
+//! least 50 % of the bare client's rate, and commit → first attempt
+//! p99 < 250 ms under that load.
+//!
+//! Each round has three phases:
+//! 1. throughput: `--events` tickets are created while no dispatcher runs,
+//!    so their events wait in its durable queue; then a dispatcher process
+//!    starts and the receiver times the first to the last of the
+//!    `events × endpoints` deliveries (fan-out, queueing, signing, sending
+//!    and logging all included);
+//! 2. baseline: a bare client sends as many POSTs of a captured delivery
+//!    (same body, same headers) to the same receiver, timed the same way;
+//! 3. latency: with the dispatcher running, `--rate` tickets per second for
+//!    `--duration` seconds; each first attempt's arrival minus the moment
+//!    its create request was sent (an upper bound of commit → attempt).
+//!
+//! At the end every delivery must be `success` with exactly one attempt row
+//! per delivery, or the run fails: a rate that loses log rows is no rate.
+
+use std::collections::HashSet;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, bail};
+use axum::body::Bytes;
+use axum::http::HeaderMap;
+use futures::StreamExt as _;
+use serde_json::json;
+use tickiti_api::config::WebhookConfig;
+use tickiti_bus::{Bus, BusConfig};
+use tickiti_dispatcher::topology::Queues;
+use tokio_util::sync::CancellationToken;
+
+use crate::spawn::{self, Child, Scratch, SpawnedApi, free_port};
+use crate::stats::{median, millis, now_nanos, percentile};
+
+/// The ARCHITECTURE.md targets.
+const TARGET_PERCENT: f64 = 50.0;
+const TARGET_P99_MS: f64 = 250.0;
+
+/// The dispatcher's request limits (its defaults, passed explicitly so the
+/// baseline's concurrency matches them).
+const DISPATCHER_CONCURRENCY: usize = 128;
+const ENDPOINT_CONCURRENCY: usize = 8;
+
+/// Tickets created at once while building the backlog.
+const CREATE_CONCURRENCY: usize = 16;
+
+/// Options of `webhooks`.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Endpoints subscribed to `ticket.created` (each event is one delivery to each).
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub endpoints: u32,
+    /// Tickets created for the throughput phase of each round.
+    #[arg(long, default_value_t = 500, value_parser = clap::value_parser!(u32).range(1..))]
+    pub events: u32,
+    /// Tickets per second during the latency phase.
+    #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    pub rate: u32,
+    /// Seconds of the latency phase.
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..))]
+    pub duration: u64,
+    /// Rounds; medians are reported.
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..))]
+    pub repeat: u32,
+    /// Postgres server: a scratch database is created there.
+    #[arg(
+        long,
+        env = "DATABASE_URL",
+        default_value = "postgres://postgres@127.0.0.1:5432/postgres",
+        hide_env_values = true
+    )]
+    pub database_url: String,
+    /// RabbitMQ.
+    #[arg(long, env = "AMQP_URL", default_value = tickiti_bus::DEFAULT_AMQP_URL, hide_env_values = true)]
+    pub amqp_url: String,
+    /// The `tickiti-dispatcher` binary (default: beside this one; build it
+    /// with `cargo build --release -p tickiti-dispatcher`).
+    #[arg(long)]
+    pub dispatcher_bin: Option<PathBuf>,
+}
+
+/// Runs the benchmark and prints its report.
+pub async fn run(args: Args) -> anyhow::Result<()> {
+    let bin = spawn::sibling_binary("tickiti-dispatcher", args.dispatcher_bin.as_deref())?;
+    let scratch = Scratch::create(&args.database_url).await?;
+    let api = spawn::start_with(
+        &scratch,
+        &args.amqp_url,
+        20,
+        WebhookConfig {
+            allow_private_networks: true,
+            require_https: Some(false),
+        },
+    )
+    .await;
+    let outcome = match api {
+        Ok(api) => {
+            let queues = Queues::new(&api.prefix);
+            let measured = measure(&args, &bin, &scratch, &api, &queues).await;
+            api.stop_and_delete(&queues.all()).await;
+            measured
+        }
+        Err(error) => Err(error),
+    };
+    if let Err(error) = scratch.drop_database().await {
+        eprintln!("warning: {error:#}");
+    }
+    outcome
+}
+
+/// What the receiver counts; reset before each phase.
+#[derive(Default)]
+struct Tally {
+    /// `X-Tickiti-Delivery` values seen.
+    seen: HashSet<String>,
+    duplicates: u64,
+    first: Option<Instant>,
+    last: Option<Instant>,
+    /// Arrival minus the send time carried in the ticket's subject, per first arrival.
+    latencies: Vec<Duration>,
+    /// One delivery as it arrived, for the baseline to replay.
+    sample: Option<(HeaderMap, Bytes)>,
+}
+
+impl Tally {
+    /// Deliveries per second between the first and the last arrival.
+    fn rate(&self) -> f64 {
+        match (self.first, self.last) {
+            (Some(first), Some(last)) if last > first => {
+                (self.seen.len().saturating_sub(1)) as f64 / (last - first).as_secs_f64()
+            }
+            _ => 0.0,
+        }
+    }
+}
+
+/// The parts of a nested payload the receiver reads.
+#[derive(serde::Deserialize)]
+struct Payload<'a> {
+    #[serde(borrow)]
+    data: Option<PayloadData<'a>>,
+}
+
+#[derive(serde::Deserialize)]
+struct PayloadData<'a> {
+    #[serde(borrow)]
+    subject: Option<&'a str>,
+}
+
+/// A local HTTP server answering 200 to every POST, counting.
+struct Receiver {
+    addr: SocketAddr,
+    tally: Arc<Mutex<Tally>>,
+    shutdown: CancellationToken,
+}
+
+impl Receiver {
+    async fn start() -> anyhow::Result<Receiver> {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let addr = listener.local_addr()?;
+        let tally: Arc<Mutex<Tally>> = Arc::default();
+        let shutdown = CancellationToken::new();
+        let state = tally.clone();
+        let app = axum::Router::new().fallback(move |headers: HeaderMap, body: Bytes| {
+            let tally = state.clone();
+            async move {
+                record(&tally, headers, body);
+                "ok"
+            }
+        });
+        let stop = shutdown.clone();
+        tokio::spawn(async move {
+            let _ = axum::serve(listener, app)
+                .with_graceful_shutdown(stop.cancelled_owned())
+                .await;
+        });
+        Ok(Receiver {
+            addr,
+            tally,
+            shutdown,
+        })
+    }
+
+    fn url(&self, endpoint: u32) -> String {
+        format!("http://{}/e{endpoint}", self.addr)
+    }
+
+    fn reset(&self) -> Option<(HeaderMap, Bytes)> {
+        let mut tally = self.tally.lock().unwrap_or_else(|e| e.into_inner());
+        std::mem::take(&mut *tally).sample
+    }
+
+    fn take(&self) -> Tally {
+        let mut tally = self.tally.lock().unwrap_or_else(|e| e.into_inner());
+        std::mem::take(&mut *tally)
+    }
+
+    fn count(&self) -> usize {
+        self.tally
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .seen
+            .len()
+    }
+
+    /// Waits until `want` distinct deliveries arrived or `timeout` passed.
+    async fn wait_for(&self, want: usize, timeout: Duration) -> usize {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let count = self.count();
+            if count >= want || Instant::now() >= deadline {
+                return count;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+impl Drop for Receiver {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}
+
+fn record(tally: &Mutex<Tally>, headers: HeaderMap, body: Bytes) {
+    let now = Instant::now();
+    let sent = serde_json::from_slice::<Payload<'_>>(&body)
+        .ok()
+        .and_then(|p| {
+            p.data?
+                .subject?
+                .strip_prefix("bench ")?
+                .parse::<u128>()
+                .ok()
+        });
+    let latency = sent.map(|sent| {
+        Duration::from_nanos(u64::try_from(now_nanos().saturating_sub(sent)).unwrap_or(u64::MAX))
+    });
+    let id = headers
+        .get("x-tickiti-delivery")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    let mut tally = tally.lock().unwrap_or_else(|e| e.into_inner());
+    if !tally.seen.insert(id) {
+        tally.duplicates += 1;
+        return;
+    }
+    tally.first.get_or_insert(now);
+    tally.last = Some(now);
+    if let Some(latency) = latency {
+        tally.latencies.push(latency);
+    }
+    if tally.sample.is_none() {
+        tally.sample = Some((headers, body));
+    }
+}
+
+/// One round's figures.
+struct Row {
+    dispatcher_rate: f64,
+    baseline_rate: f64,
+    latencies: Vec<Duration>,
+    expected: usize,
+    received: usize,
+    duplicates: u64,
+}
+
+impl Row {
+    fn ratio_percent(&self) -> f64 {
+        if self.baseline_rate > 0.0 {
+            100.0 * self.dispatcher_rate / self.baseline_rate
+        } else {
+            0.0
+        }
+    }
+
+    fn latency_ms(&self, q: f64) -> f64 {
+        percentile(&self.latencies, q).map_or(f64::NAN, millis)
+    }
+}
+
+async fn measure(
+    args: &Args,
+    bin: &PathBuf,
+    scratch: &Scratch,
+    api: &SpawnedApi,
+    queues: &Queues,
+) -> anyhow::Result<()> {
+    let receiver = Receiver::start().await?;
+    let http = reqwest::Client::builder()
+        .pool_max_idle_per_host(DISPATCHER_CONCURRENCY)
+        .tcp_nodelay(true)
+        .timeout(Duration::from_secs(30))
+        .build()?;
+    for n in 0..args.endpoints {
+        let reply = http
+            .post(format!("{}/api/v1/webhooks", api.base_url))
+            .bearer_auth(&api.token)
+            .json(&json!({ "url": receiver.url(n), "events": ["ticket.created"] }))
+            .send()
+            .await?;
+        if !reply.status().is_success() {
+            bail!(
+                "POST /webhooks answered {}: {}",
+                reply.status(),
+                reply.text().await.unwrap_or_default()
+            );
+        }
+    }
+    declare_queues(&args.amqp_url, &api.prefix, queues).await?;
+    let pool = scratch.pool(2).await?;
+    let endpoints = args.endpoints as usize;
+    let baseline_concurrency = DISPATCHER_CONCURRENCY.min(ENDPOINT_CONCURRENCY * endpoints);
+    let mut rows = Vec::new();
+    let mut delivered_total = 0usize;
+    for round in 1..=args.repeat {
+        // 1. Throughput: a backlog, then a dispatcher.
+        receiver.reset();
+        let created = create_tickets(&http, api, args.events as usize).await?;
+        wait_outbox_drained(&pool).await?;
+        let mut dispatcher = start_dispatcher(bin, scratch, api, &args.amqp_url)?;
+        dispatcher
+            .0
+            .wait_ready(&format!("http://{}/readyz", dispatcher.1), |_| true)
+            .await
+            .context("the dispatcher did not get ready")?;
+        let expected = created * endpoints;
+        let got = receiver.wait_for(expected, Duration::from_secs(300)).await;
+        let backlog = receiver.take();
+        if got < expected {
+            bail!("round {round}: only {got} of {expected} backlog deliveries arrived in 300 s");
+        }
+        let Some(sample) = backlog.sample.clone() else {
+            bail!("round {round}: no delivery arrived");
+        };
+
+        // 2. The bare client, same receiver, same bodies, same concurrency.
+        let baseline = bare_client(
+            &http,
+            &receiver,
+            sample,
+            expected,
+            baseline_concurrency,
+            args.endpoints,
+        )
+        .await?;
+
+        // 3. Latency under a steady rate.
+        receiver.reset();
+        let sent = steady(&http, api, args.rate, Duration::from_secs(args.duration)).await;
+        let steady_expected = sent * endpoints;
+        receiver
+            .wait_for(steady_expected, Duration::from_secs(60))
+            .await;
+        let mut steady_tally = receiver.take();
+        steady_tally.latencies.sort_unstable();
+        delivered_total += expected + steady_expected;
+        check_logged(&pool, delivered_total).await?;
+        drop(dispatcher);
+
+        let row = Row {
+            dispatcher_rate: backlog.rate(),
+            baseline_rate: baseline,
+            expected: steady_expected,
+            received: steady_tally.seen.len(),
+            duplicates: backlog.duplicates + steady_tally.duplicates,
+            latencies: steady_tally.latencies,
+        };
+        println!(
+            "round {round}: dispatcher {:.0}/s, bare client {:.0}/s ({:.1} %); request → first attempt p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms; {} / {} steady deliveries, {} duplicates",
+            row.dispatcher_rate,
+            row.baseline_rate,
+            row.ratio_percent(),
+            row.latency_ms(0.50),
+            row.latency_ms(0.99),
+            row.latency_ms(1.0),
+            row.received,
+            row.expected,
+            row.duplicates,
+        );
+        rows.push(row);
+    }
+    report(args, baseline_concurrency, &rows);
+    Ok(())
+}
+
+async fn declare_queues(amqp_url: &str, prefix: &str, queues: &Queues) -> anyhow::Result<()> {
+    let cancel = CancellationToken::new();
+    let bus = Bus::start(
+        BusConfig {
+            amqp_url: amqp_url.to_owned(),
+            prefix: prefix.to_owned(),
+            connection_name: "tickiti-bench-declare".into(),
+        },
+        cancel.clone(),
+    );
+    let declared = async {
+        if !bus.wait_connected(Duration::from_secs(10)).await {
+            bail!("RabbitMQ unreachable at {}", spawn::redact(amqp_url));
+        }
+        queues
+            .declare(&bus)
+            .await
+            .context("cannot declare the dispatcher's queues")
+    }
+    .await;
+    cancel.cancel();
+    declared
+}
+
+/// A dispatcher process on the bench's database and prefix, and its health address.
+fn start_dispatcher(
+    bin: &PathBuf,
+    scratch: &Scratch,
+    api: &SpawnedApi,
+    amqp_url: &str,
+) -> anyhow::Result<(Child, SocketAddr)> {
+    let addr = SocketAddr::from(([127, 0, 0, 1], free_port()?));
+    let mut command = std::process::Command::new(bin);
+    command
+        .env("DATABASE_URL", &scratch.url)
+        .env("AMQP_URL", amqp_url)
+        .env("TICKITI_BUS_PREFIX", &api.prefix)
+        .env("DISPATCHER_LISTEN", addr.to_string())
+        .env("DISPATCHER_CONCURRENCY", DISPATCHER_CONCURRENCY.to_string())
+        .env(
+            "DISPATCHER_ENDPOINT_CONCURRENCY",
+            ENDPOINT_CONCURRENCY.to_string(),
+        )
+        .env("WEBHOOK_ALLOW_PRIVATE_NETWORKS", "true")
+        .env("RUST_LOG", "warn");
+    Ok((Child::spawn(command)?, addr))
+}
+
+/// Creates `count` tickets, a few at a time; returns how many were created.
+async fn create_tickets(
+    http: &reqwest::Client,
+    api: &SpawnedApi,
+    count: usize,
+) -> anyhow::Result<usize> {
+    let created = futures::stream::iter(0..count)
+        .map(|_| create_ticket(http, api))
+        .buffer_unordered(CREATE_CONCURRENCY)
+        .filter(|ok| std::future::ready(*ok))
+        .count()
+        .await;
+    if created < count {
+        bail!("only {created} of {count} tickets were created");
+    }
+    Ok(created)
+}
+
+/// One create whose subject carries the moment it was sent.
+async fn create_ticket(http: &reqwest::Client, api: &SpawnedApi) -> bool {
+    http.post(format!("{}/api/v1/tickets", api.base_url))
+        .bearer_auth(&api.token)
+        .json(&json!({
+            "subject": format!("bench {}", now_nanos()),
+            "contact": { "email": "bench@example.com" },
+        }))
+        .send()
+        .await
+        .is_ok_and(|r| r.status().is_success())
+}
+
+/// `rate` creates a second for `duration`, each sent on its tick whatever
+/// the others do; returns how many succeeded.
+async fn steady(http: &reqwest::Client, api: &SpawnedApi, rate: u32, duration: Duration) -> usize {
+    let mut tick = tokio::time::interval(Duration::from_secs_f64(1.0 / f64::from(rate)));
+    let started = Instant::now();
+    let mut requests = tokio::task::JoinSet::new();
+    while started.elapsed() < duration {
+        tick.tick().await;
+        let (http, url, token) = (http.clone(), api.base_url.clone(), api.token.clone());
+        requests.spawn(async move {
+            http.post(format!("{url}/api/v1/tickets"))
+                .bearer_auth(token)
+                .json(&json!({
+                    "subject": format!("bench {}", now_nanos()),
+                    "contact": { "email": "bench@example.com" },
+                }))
+                .send()
+                .await
+                .is_ok_and(|r| r.status().is_success())
+        });
+    }
+    let mut ok = 0;
+    while let Some(done) = requests.join_next().await {
+        if matches!(done, Ok(true)) {
+            ok += 1;
+        }
+    }
+    ok
+}
+
+/// Posts `count` copies of `sample` (each with its own delivery id) over the
+/// endpoints' paths with `concurrency` in flight; the receiver's rate.
+async fn bare_client(
+    http: &reqwest::Client,
+    receiver: &Receiver,
+    sample: (HeaderMap, Bytes),
+    count: usize,
+    concurrency: usize,
+    endpoints: u32,
+) -> anyhow::Result<f64> {
+    receiver.reset();
+    let (headers, body) = sample;
+    let failed = futures::stream::iter(0..count)
+        .map(|n| {
+            let mut headers = headers.clone();
+            let id = uuid::Uuid::now_v7().to_string();
+            if let Ok(value) = id.parse() {
+                headers.insert("x-tickiti-delivery", value);
+            }
+            headers.remove("host");
+            headers.remove("content-length");
+            http.post(receiver.url(n as u32 % endpoints))
+                .headers(headers)
+                .body(body.clone())
+                .send()
+        })
+        .buffer_unordered(concurrency)
+        .filter(|sent| std::future::ready(!sent.as_ref().is_ok_and(|r| r.status().is_success())))
+        .count()
+        .await;
+    if failed > 0 {
+        bail!("the bare client saw {failed} failed requests");
+    }
+    Ok(receiver.take().rate())
+}
+
+async fn wait_outbox_drained(pool: &sqlx::PgPool) -> anyhow::Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let waiting: i64 =
+            sqlx::query_scalar("SELECT count(*) FROM outbox WHERE published_at IS NULL")
+                .fetch_one(pool)
+                .await?;
+        if waiting == 0 {
+            return Ok(());
+        }
+        if Instant::now() >= deadline {
+            bail!("{waiting} events still in the outbox after 60 s");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Every delivery so far succeeded, with exactly one attempt logged each.
+async fn check_logged(pool: &sqlx::PgPool, deliveries: usize) -> anyhow::Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (succeeded, attempts): (i64, i64) = sqlx::query_as(
+            "SELECT (SELECT count(*) FROM webhook_deliveries WHERE status = 'success'),
+                    (SELECT count(*) FROM webhook_attempts)",
+        )
+        .fetch_one(pool)
+        .await?;
+        let want = i64::try_from(deliveries)?;
+        if succeeded == want && attempts == want {
+            return Ok(());
+        }
+        if Instant::now() >= deadline {
+            bail!(
+                "{deliveries} deliveries arrived, but the log has {succeeded} successful deliveries and {attempts} attempts"
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn report(args: &Args, baseline_concurrency: usize, rows: &[Row]) {
+    let med = |f: &dyn Fn(&Row) -> f64| median(&mut rows.iter().map(f).collect::<Vec<_>>());
+    let show = |v: Option<f64>| v.unwrap_or(f64::NAN);
+    println!(
+        "tickiti-bench webhooks: {} endpoints; throughput over a backlog of {} events ({} deliveries), latency at {} events/s ({} deliveries/s) for {} s; medians of {} rounds",
+        args.endpoints,
+        args.events,
+        args.events * args.endpoints,
+        args.rate,
+        args.rate * args.endpoints,
+        args.duration,
+        rows.len()
+    );
+    println!(
+        "  dispatcher deliveries/s        {:>9.0}   (signed, every attempt logged)",
+        show(med(&|r| r.dispatcher_rate))
+    );
+    println!(
+        "  bare client requests/s         {:>9.0}   (concurrency {baseline_concurrency})",
+        show(med(&|r| r.baseline_rate))
+    );
+    println!(
+        "  dispatcher / bare client       {:>9.1} %  (target ≥ {TARGET_PERCENT} %)",
+        show(med(&|r| r.ratio_percent()))
+    );
+    println!(
+        "  request → first attempt p50    {:>9.1} ms",
+        show(med(&|r| r.latency_ms(0.50)))
+    );
+    println!(
+        "  request → first attempt p99    {:>9.1} ms   (target < {TARGET_P99_MS} ms)",
+        show(med(&|r| r.latency_ms(0.99)))
+    );
+    println!(
+        "  request → first attempt max    {:>9.1} ms",
+        show(med(&|r| r.latency_ms(1.0)))
+    );
+    let missing: usize = rows
+        .iter()
+        .map(|r| r.expected - r.received.min(r.expected))
+        .sum();
+    let duplicates: u64 = rows.iter().map(|r| r.duplicates).sum();
+    println!("  steady deliveries missing      {missing:>9}");
+    println!("  duplicate deliveries           {duplicates:>9}");
+}
