@@ -268,22 +268,30 @@ pub async fn change_status(
     Ok(done.rows_affected() > 0)
 }
 
-/// Ids of the organization's active endpoints subscribed to `event_type` (or to `*`).
-pub async fn subscribed(
+/// The active endpoints of these organizations (the dispatcher matches
+/// their `events` to each event of a batch).
+pub async fn active_of_organizations(
     conn: &mut PgConnection,
-    organization_id: Uuid,
-    event_type: &str,
-) -> Result<Vec<Uuid>> {
-    let ids = sqlx::query_scalar!(
-        "SELECT id FROM webhook_endpoints
-         WHERE organization_id = $1 AND status = 'active'
-           AND (events @> ARRAY[$2::text] OR events @> ARRAY['*'])",
-        organization_id,
-        event_type
+    organization_ids: &[Uuid],
+) -> Result<Vec<Endpoint>> {
+    let rows = sqlx::query_as!(
+        Endpoint,
+        "SELECT id, organization_id, url, events, secret_sealed, previous_secret_sealed,
+             secret_rotated_at, status, status_reason, payload_format, description, retry_schedule,
+             rate_limit_per_second, headers, created_at, updated_at
+         FROM webhook_endpoints WHERE organization_id = ANY($1) AND status = 'active'",
+        organization_ids
     )
     .fetch_all(conn)
     .await?;
-    Ok(ids)
+    Ok(rows)
+}
+
+impl Endpoint {
+    /// Whether events of `event_type` go to this endpoint.
+    pub fn subscribes_to(&self, event_type: &str) -> bool {
+        self.events.iter().any(|e| e == event_type || e == "*")
+    }
 }
 
 /// A delivery row.
@@ -319,38 +327,81 @@ pub struct Delivery {
     pub created_at: OffsetDateTime,
 }
 
-/// Creates one delivery per endpoint for an event; endpoints that already
-/// have one for this event are skipped (a re-consumed event adds nothing).
-pub async fn insert_for_event(
+/// Events of a fan-out batch, as parallel arrays (index = position).
+#[derive(Debug, Default)]
+pub struct EventColumns {
+    /// Event ids.
+    pub ids: Vec<Uuid>,
+    /// Their organizations.
+    pub organization_ids: Vec<Uuid>,
+    /// Their types.
+    pub types: Vec<String>,
+    /// Their envelopes.
+    pub payloads: Vec<serde_json::Value>,
+}
+
+/// Deliveries to create, as parallel arrays; `event_index` points into [`EventColumns`].
+#[derive(Debug, Default)]
+pub struct DeliveryColumns {
+    /// New delivery ids.
+    pub ids: Vec<Uuid>,
+    /// Their endpoints.
+    pub endpoint_ids: Vec<Uuid>,
+    /// 0-based position of each one's event.
+    pub event_index: Vec<i32>,
+}
+
+/// Creates the deliveries of a batch of events with their first attempt
+/// already claimed for `lease_ms` by the caller, who sends it right away
+/// (`queued_at` set, so the unqueued sweeper leaves them alone; should the
+/// caller die, [`expired_claims`] finds them when the lease runs out). An
+/// (endpoint, event) pair that already has a delivery is skipped (a
+/// re-consumed event adds nothing). Returns the ids created.
+pub async fn insert_claimed(
     conn: &mut PgConnection,
-    organization_id: Uuid,
-    event_id: Uuid,
-    event_type: &str,
-    payload: &serde_json::Value,
-    endpoint_ids: &[Uuid],
-) -> Result<u64> {
-    if endpoint_ids.is_empty() {
-        return Ok(0);
+    events: &EventColumns,
+    deliveries: &DeliveryColumns,
+    lease_ms: i64,
+) -> Result<Vec<Uuid>> {
+    if deliveries.ids.is_empty() {
+        return Ok(Vec::new());
     }
-    let ids: Vec<Uuid> = endpoint_ids
-        .iter()
-        .map(|_| tickiti_domain::new_id())
-        .collect();
+    let ids = sqlx::query_scalar!(
+        "INSERT INTO webhook_deliveries (id, endpoint_id, organization_id, event_id, event_type, payload,
+             attempt, locked_until, queued_at, next_attempt_at)
+         SELECT d.id, d.endpoint_id, e.organization_id, e.id, e.type, e.payload,
+             1, now() + make_interval(secs => $8::bigint / 1000.0), now(), now()
+         FROM unnest($1::uuid[], $2::uuid[], $3::int[]) AS d(id, endpoint_id, event_index)
+         JOIN unnest($4::uuid[], $5::uuid[], $6::text[], $7::jsonb[]) WITH ORDINALITY
+             AS e(id, organization_id, type, payload, n) ON e.n = d.event_index + 1
+         ON CONFLICT (endpoint_id, event_id) DO NOTHING
+         RETURNING id",
+        &deliveries.ids,
+        &deliveries.endpoint_ids,
+        &deliveries.event_index,
+        &events.ids,
+        &events.organization_ids,
+        &events.types,
+        &events.payloads,
+        lease_ms
+    )
+    .fetch_all(conn)
+    .await?;
+    Ok(ids)
+}
+
+/// Gives back the claim on attempt `attempt` before it was sent (its
+/// sender hands it to the work queue instead): the delivery is unqueued again.
+pub async fn release_claim(conn: &mut PgConnection, id: Uuid, attempt: i32) -> Result<bool> {
     let done = sqlx::query!(
-        "INSERT INTO webhook_deliveries (id, endpoint_id, organization_id, event_id, event_type, payload, next_attempt_at)
-         SELECT d.id, d.endpoint_id, $3, $4, $5, $6, now()
-         FROM unnest($1::uuid[], $2::uuid[]) AS d(id, endpoint_id)
-         ON CONFLICT (endpoint_id, event_id) DO NOTHING",
-        &ids,
-        endpoint_ids,
-        organization_id,
-        event_id,
-        event_type,
-        payload
+        "UPDATE webhook_deliveries SET attempt = $2 - 1, locked_until = NULL, queued_at = NULL, updated_at = now()
+         WHERE id = $1 AND attempt = $2 AND locked_until IS NOT NULL AND status IN ('pending', 'retrying')",
+        id,
+        attempt
     )
     .execute(conn)
     .await?;
-    Ok(done.rows_affected())
+    Ok(done.rows_affected() > 0)
 }
 
 /// Creates a delivery a person asked for (`test.ping`): one attempt, now.
@@ -513,21 +564,6 @@ pub struct Queueable {
     pub due_at: Option<OffsetDateTime>,
 }
 
-/// Locks the not-yet-queued deliveries of an event (skipping rows another
-/// dispatcher is queueing right now).
-pub async fn unqueued_for_event(conn: &mut PgConnection, event_id: Uuid) -> Result<Vec<Queueable>> {
-    let rows = sqlx::query_as!(
-        Queueable,
-        r#"SELECT id, endpoint_id, attempt + 1 AS "attempt!", next_attempt_at AS due_at FROM webhook_deliveries
-         WHERE event_id = $1 AND queued_at IS NULL AND status IN ('pending', 'retrying')
-         FOR UPDATE SKIP LOCKED"#,
-        event_id
-    )
-    .fetch_all(conn)
-    .await?;
-    Ok(rows)
-}
-
 /// Locks the not-yet-queued deliveries among `ids`.
 pub async fn unqueued_by_ids(conn: &mut PgConnection, ids: &[Uuid]) -> Result<Vec<Queueable>> {
     let rows = sqlx::query_as!(
@@ -557,6 +593,24 @@ pub async fn unqueued_stale(
          ORDER BY created_at LIMIT $2
          FOR UPDATE SKIP LOCKED"#,
         grace_ms,
+        limit
+    )
+    .fetch_all(conn)
+    .await?;
+    Ok(rows)
+}
+
+/// Locks deliveries whose claim ran out without an answer being recorded
+/// and that were not queued since (their sender died mid-attempt): the
+/// sweeper queues the same attempt again, which a worker may take over.
+pub async fn expired_claims(conn: &mut PgConnection, limit: i64) -> Result<Vec<Queueable>> {
+    let rows = sqlx::query_as!(
+        Queueable,
+        r#"SELECT id, endpoint_id, attempt AS "attempt!", now() AS due_at FROM webhook_deliveries
+         WHERE locked_until < now() AND status IN ('pending', 'retrying')
+           AND (queued_at IS NULL OR queued_at < locked_until)
+         ORDER BY locked_until LIMIT $1
+         FOR UPDATE SKIP LOCKED"#,
         limit
     )
     .fetch_all(conn)
@@ -605,58 +659,77 @@ pub async fn claim_attempt(
     Ok(row)
 }
 
-/// What one attempt got.
-#[derive(Debug, Clone, Default)]
-pub struct AttemptResult<'a> {
+/// What one attempt got, and the delivery's state after it.
+#[derive(Debug, Clone)]
+pub struct FinishedAttempt {
+    /// Delivery.
+    pub delivery_id: Uuid,
+    /// The attempt's number.
+    pub attempt: i32,
+    /// The delivery's new status: `success`, `retrying` or `failed`.
+    pub status: String,
+    /// When `retrying`: when the next attempt is due.
+    pub next_attempt_at: Option<OffsetDateTime>,
     /// HTTP status, when an answer came.
     pub response_code: Option<i32>,
     /// Time to the answer (or the failure).
     pub response_time_ms: i32,
     /// Up to 4 KiB of the answer's body.
-    pub response_body: Option<&'a str>,
+    pub response_body: Option<String>,
     /// What went wrong, when something did.
-    pub error: Option<&'a str>,
+    pub error: Option<String>,
 }
 
-/// Records attempt `attempt` and the delivery's new state (`success`,
-/// `retrying` with `next_attempt_at`, or `failed`); releases the claim. A
-/// `retrying` delivery is left unqueued: the caller queues its next attempt.
-pub async fn finish_attempt(
+/// Records attempts (one `webhook_attempts` row each) and their deliveries'
+/// new states in one statement, releasing the claims. A `retrying` delivery
+/// is left unqueued: the caller queues its next attempt. Returns the ids of
+/// the deliveries updated (a delivery whose attempt number moved on, or that
+/// was deleted, is not).
+pub async fn finish_attempts(
     conn: &mut PgConnection,
-    id: Uuid,
-    attempt: i32,
-    status: &str,
-    next_attempt_at: Option<OffsetDateTime>,
-    result: &AttemptResult<'_>,
-) -> Result<bool> {
-    sqlx::query!(
-        "INSERT INTO webhook_attempts (id, delivery_id, attempt, response_code, response_time_ms, response_body, error)
-         VALUES ($1, $2, $3, $4, $5, $6, $7)",
-        tickiti_domain::new_id(),
-        id,
-        attempt,
-        result.response_code,
-        result.response_time_ms,
-        result.response_body,
-        result.error
+    finished: &[FinishedAttempt],
+) -> Result<Vec<Uuid>> {
+    if finished.is_empty() {
+        return Ok(Vec::new());
+    }
+    let attempt_ids: Vec<Uuid> = finished.iter().map(|_| tickiti_domain::new_id()).collect();
+    let delivery_ids: Vec<Uuid> = finished.iter().map(|f| f.delivery_id).collect();
+    let attempts: Vec<i32> = finished.iter().map(|f| f.attempt).collect();
+    let statuses: Vec<String> = finished.iter().map(|f| f.status.clone()).collect();
+    let next: Vec<Option<OffsetDateTime>> = finished.iter().map(|f| f.next_attempt_at).collect();
+    let codes: Vec<Option<i32>> = finished.iter().map(|f| f.response_code).collect();
+    let times: Vec<i32> = finished.iter().map(|f| f.response_time_ms).collect();
+    let bodies: Vec<Option<String>> = finished.iter().map(|f| f.response_body.clone()).collect();
+    let errors: Vec<Option<String>> = finished.iter().map(|f| f.error.clone()).collect();
+    let updated = sqlx::query_scalar!(
+        r#"WITH input AS (
+             SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::int[], $4::text[], $5::timestamptz[],
+                 $6::int[], $7::int[], $8::text[], $9::text[])
+             AS i(attempt_id, delivery_id, attempt, status, next_attempt_at, response_code,
+                 response_time_ms, response_body, error)
+           ), logged AS (
+             INSERT INTO webhook_attempts (id, delivery_id, attempt, response_code, response_time_ms, response_body, error)
+             SELECT i.attempt_id, i.delivery_id, i.attempt, i.response_code, i.response_time_ms, i.response_body, i.error
+             FROM input i JOIN webhook_deliveries d ON d.id = i.delivery_id
+           )
+         UPDATE webhook_deliveries d SET status = i.status, next_attempt_at = i.next_attempt_at,
+             locked_until = NULL, queued_at = NULL, response_code = i.response_code,
+             response_time_ms = i.response_time_ms, error = i.error, updated_at = now()
+         FROM input i WHERE d.id = i.delivery_id AND d.attempt = i.attempt
+         RETURNING d.id"#,
+        &attempt_ids,
+        &delivery_ids,
+        &attempts,
+        &statuses,
+        &next as &[Option<OffsetDateTime>],
+        &codes as &[Option<i32>],
+        &times,
+        &bodies as &[Option<String>],
+        &errors as &[Option<String>]
     )
-    .execute(&mut *conn)
+    .fetch_all(conn)
     .await?;
-    let done = sqlx::query!(
-        "UPDATE webhook_deliveries SET status = $3, next_attempt_at = $4, locked_until = NULL,
-             queued_at = NULL, response_code = $5, response_time_ms = $6, error = $7, updated_at = now()
-         WHERE id = $1 AND attempt = $2",
-        id,
-        attempt,
-        status,
-        next_attempt_at,
-        result.response_code,
-        result.response_time_ms,
-        result.error
-    )
-    .execute(conn)
-    .await?;
-    Ok(done.rows_affected() > 0)
+    Ok(updated)
 }
 
 /// Ends a delivery without an attempt (its endpoint is gone, disabled or failed).

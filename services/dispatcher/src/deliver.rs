@@ -1,30 +1,154 @@
-//! Delivery workers: one work message is one attempt of one delivery.
+//! Attempts. A first attempt comes from the fan-out already claimed and is
+//! sent at once ([`first_attempt`]); every other attempt is one work message
+//! ([`handle`]):
 //!
 //! 1. Not yet due: parked in a delay tier (acked), or waited for when close.
 //! 2. Fairness gates (per endpoint, global), then the attempt is claimed in
 //!    Postgres by its number: a duplicate message finds nothing to claim.
 //! 3. The signed POST through the SSRF-safe client; the attempt is written
-//!    to `webhook_attempts` with the delivery's new state.
+//!    to `webhook_attempts` with the delivery's new state, batched with
+//!    other attempts' (see [`start_recorder`]).
 //! 4. A retry is queued on the schedule through the delay tiers; the work
 //!    message is acked only after all of that is durable.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 use serde_json::{Map, Value};
+use sqlx::PgPool;
 use tickiti_bus::{IncomingMessage, Outcome};
 use tickiti_crypto::{standard_webhooks_signature, tickiti_signature};
 use tickiti_domain::webhook::{DeliveryStatus, EndpointStatus, PayloadFormat, retry_delay};
-use tickiti_store::webhooks::{self, AttemptResult, Delivery, Endpoint};
+use tickiti_store::webhooks::{self, Delivery, Endpoint, FinishedAttempt};
 use time::OffsetDateTime;
+use uuid::Uuid;
 
 use crate::Ctx;
+use crate::batch::Batcher;
 use crate::client::Answer;
-use crate::fanout::{Select, queue_deliveries};
+use crate::fanout::{FirstAttempt, Select, queue_deliveries};
 use crate::topology::{WorkMessage, now_ms, wait_for};
 
 /// How long the previous secret keeps signing after a rotation (CONTRACT §3).
 pub const ROTATION_OVERLAP: time::Duration = time::Duration::hours(24);
+
+/// How long a first attempt may wait for its endpoint's turn before it goes
+/// to the work queue instead (and its claim with it).
+pub const FIRST_ATTEMPT_GATE_WAIT: Duration = Duration::from_secs(10);
+
+/// First attempts waiting for one endpoint in this process at most; more go
+/// to the work queue, so one endpoint's backlog cannot take every slot.
+pub const FIRST_ATTEMPT_WAITING_CAP: usize = 512;
+
+/// The claim a fan-out takes on a first attempt: the gate wait, the request
+/// and a margin. A dispatcher that dies holding it delays those deliveries
+/// by at most this much.
+pub fn first_attempt_lease(timeout: Duration) -> Duration {
+    FIRST_ATTEMPT_GATE_WAIT + timeout + Duration::from_secs(10)
+}
+
+/// An endpoint's status change an attempt calls for.
+#[derive(Debug, Clone)]
+pub struct EndpointChange {
+    /// The endpoint.
+    pub endpoint_id: Uuid,
+    /// Its new status.
+    pub to: EndpointStatus,
+    /// Statuses it may change from.
+    pub from: Vec<String>,
+    /// Why.
+    pub reason: String,
+}
+
+/// The attempt-log writer: finished attempts in; whether each delivery's
+/// row took the new state out.
+pub type Recorder = Batcher<(FinishedAttempt, Option<EndpointChange>), Result<bool, String>>;
+
+/// Starts the attempt-log writers on `db`.
+pub fn start_recorder(db: PgPool) -> Recorder {
+    Batcher::start(
+        2,
+        512,
+        move |batch: Vec<(FinishedAttempt, Option<EndpointChange>)>| {
+            let db = db.clone();
+            async move {
+                let count = batch.len();
+                match record_batch(&db, &batch).await {
+                    Ok(updated) => batch
+                        .iter()
+                        .map(|(f, _)| Ok(updated.contains(&f.delivery_id)))
+                        .collect(),
+                    Err(error) => {
+                        let error = format!("{error:#}");
+                        (0..count).map(|_| Err(error.clone())).collect()
+                    }
+                }
+            }
+        },
+    )
+}
+
+async fn record_batch(
+    db: &PgPool,
+    batch: &[(FinishedAttempt, Option<EndpointChange>)],
+) -> anyhow::Result<std::collections::HashSet<Uuid>> {
+    let finished: Vec<FinishedAttempt> = batch.iter().map(|(f, _)| f.clone()).collect();
+    let mut tx = db.begin().await?;
+    let updated = webhooks::finish_attempts(&mut tx, &finished).await?;
+    for change in batch.iter().filter_map(|(_, c)| c.as_ref()) {
+        webhooks::change_status(
+            &mut tx,
+            change.endpoint_id,
+            &change.from,
+            change.to.as_str(),
+            &change.reason,
+        )
+        .await?;
+    }
+    tx.commit().await?;
+    Ok(updated.into_iter().collect())
+}
+
+/// Sends a first attempt the fan-out claimed. When its endpoint's turn does
+/// not come soon enough (or too many wait for it), the claim is given back
+/// and the attempt goes to the work queue like any other.
+pub async fn first_attempt(ctx: &Arc<Ctx>, first: FirstAttempt) {
+    let FirstAttempt {
+        delivery,
+        endpoint,
+        claimed_at,
+    } = first;
+    let entered = tokio::time::timeout_at(
+        claimed_at + FIRST_ATTEMPT_GATE_WAIT,
+        ctx.gates
+            .enter_within(endpoint.id, FIRST_ATTEMPT_WAITING_CAP),
+    )
+    .await;
+    let Ok(Some(_pass)) = entered else {
+        ctx.metrics.parked();
+        if let Err(error) = hand_over(ctx, delivery.id).await {
+            // The claim runs out and the sweeper queues it.
+            tracing::warn!(%error, delivery.id = %delivery.id, "could not hand a first attempt to the work queue; the sweeper will");
+        }
+        return;
+    };
+    ctx.gates
+        .pace(endpoint.id, endpoint.rate_limit_per_second)
+        .await;
+    if let Err(error) = send_and_record(ctx, &endpoint, &delivery, 1).await {
+        tracing::warn!(%error, delivery.id = %delivery.id, "first attempt not recorded; its claim runs out and the sweeper queues it again");
+    }
+}
+
+async fn hand_over(ctx: &Ctx, id: Uuid) -> anyhow::Result<()> {
+    let mut conn = ctx.db.acquire().await?;
+    if webhooks::release_claim(&mut conn, id, 1).await? {
+        drop(conn);
+        queue_deliveries(ctx, Select::Ids(&[id])).await?;
+    }
+    Ok(())
+}
 
 /// Handles one message of the work queue.
 pub async fn handle(ctx: &Ctx, message: IncomingMessage) -> Outcome {
@@ -89,40 +213,51 @@ async fn attempt(ctx: &Ctx, work: &WorkMessage, redelivered: bool) -> anyhow::Re
     ctx.gates
         .pace(endpoint.id, endpoint.rate_limit_per_second)
         .await;
+    send_and_record(ctx, &endpoint, &delivery, work.attempt).await
+}
 
+/// Steps 3 and 4: send, record (batched), queue the retry if one is due.
+async fn send_and_record(
+    ctx: &Ctx,
+    endpoint: &Endpoint,
+    delivery: &Delivery,
+    attempt: i32,
+) -> anyhow::Result<()> {
     // 3. Send.
-    let (headers, body) = build_request(ctx, &endpoint, &delivery)?;
+    let (headers, body) = build_request(ctx, endpoint, delivery)?;
     let answer = ctx.client.post(&endpoint.url, headers, body).await;
     ctx.metrics.attempted(&answer);
 
     // 4. Record, then queue a retry.
-    let decision = decide(ctx, &endpoint, &delivery, work.attempt, &answer);
-    let code = answer.status.map(i32::from);
-    let elapsed_ms = i32::try_from(answer.elapsed.as_millis()).unwrap_or(i32::MAX);
+    let decision = decide(ctx, endpoint, delivery, attempt, &answer);
     let error = answer.error.clone().or_else(|| match answer.status {
         Some(status) if !(200..300).contains(&status) => Some(format!("HTTP {status}")),
         _ => None,
     });
-    let result = AttemptResult {
-        response_code: code,
-        response_time_ms: elapsed_ms,
-        response_body: answer.body.as_deref(),
-        error: error.as_deref(),
+    let finished = FinishedAttempt {
+        delivery_id: delivery.id,
+        attempt,
+        status: decision.status.as_str().to_owned(),
+        next_attempt_at: decision.next_attempt_at,
+        response_code: answer.status.map(i32::from),
+        response_time_ms: i32::try_from(answer.elapsed.as_millis()).unwrap_or(i32::MAX),
+        response_body: answer.body,
+        error,
     };
-    let mut tx = ctx.db.begin().await?;
-    let recorded = webhooks::finish_attempt(
-        &mut tx,
-        delivery.id,
-        work.attempt,
-        decision.status.as_str(),
-        decision.next_attempt_at,
-        &result,
-    )
-    .await?;
-    if let Some((to, from, reason)) = &decision.endpoint_change {
-        webhooks::change_status(&mut tx, endpoint.id, from, to.as_str(), reason).await?;
-    }
-    tx.commit().await?;
+    let change = decision
+        .endpoint_change
+        .map(|(to, from, reason)| EndpointChange {
+            endpoint_id: endpoint.id,
+            to,
+            from,
+            reason,
+        });
+    let recorded = ctx
+        .recorder
+        .submit((finished, change))
+        .await
+        .ok_or_else(|| anyhow::anyhow!("the attempt-log writers stopped"))?
+        .map_err(anyhow::Error::msg)?;
     if recorded && decision.status == DeliveryStatus::Retrying {
         // If this fails the sweeper queues it (the row says it is unqueued).
         if let Err(error) = queue_deliveries(ctx, Select::Ids(&[delivery.id])).await {

@@ -1,18 +1,64 @@
-//! Events in: fan out to the subscribed endpoints (one delivery row each,
-//! idempotent on (endpoint, event)), then queue their first attempts. The
-//! event is acked only after the rows are committed and the work messages
-//! confirmed by the broker. Dispatch commands from the api (`test`,
-//! `resend`, `recover`) queue rows the api already wrote.
+//! Events in: fan out to the subscribed endpoints and send their first
+//! attempts from this process at once. The events of many concurrent
+//! handlers are written together (see [`crate::batch`]): one transaction
+//! creates every delivery of the batch with its first attempt claimed, and
+//! the events are acked after that commit. A sender that dies leaves its
+//! claims to expire; the sweeper queues them again, so nothing is lost.
+//! Dispatch commands from the api (`test`, `resend`, `recover`) queue rows
+//! the api already wrote on the work queue.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Duration;
 
 use serde::Deserialize;
-use sqlx::PgConnection;
+use sqlx::{PgConnection, PgPool};
 use tickiti_bus::{IncomingMessage, Outcome};
 use tickiti_domain::{EventEnvelope, EventType};
-use tickiti_store::webhooks::{self, DISPATCH_COMMAND, Queueable};
+use tickiti_store::webhooks::{
+    self, DISPATCH_COMMAND, Delivery, DeliveryColumns, Endpoint, EventColumns, Queueable,
+};
+use time::OffsetDateTime;
+use tokio::time::Instant;
 use uuid::Uuid;
 
 use crate::Ctx;
+use crate::batch::Batcher;
 use crate::topology::{WorkMessage, now_ms};
+
+/// Events written in one fan-out transaction at most.
+const FANOUT_BATCH: usize = 256;
+
+/// A first attempt claimed by this process, to send now.
+pub struct FirstAttempt {
+    /// The delivery as created.
+    pub delivery: Delivery,
+    /// Its endpoint as read in the fan-out transaction.
+    pub endpoint: Arc<Endpoint>,
+    /// When the claim was taken (its lease counts from then).
+    pub claimed_at: Instant,
+}
+
+/// The fan-out writer: events in, each event's claimed first attempts out.
+pub type FanOut = Batcher<EventEnvelope, Result<Vec<FirstAttempt>, String>>;
+
+/// Starts the fan-out writers on `db`; claims last `lease`.
+pub fn start_fan_out(db: PgPool, lease: Duration) -> FanOut {
+    let lease_ms = i64::try_from(lease.as_millis()).unwrap_or(i64::MAX / 2);
+    Batcher::start(2, FANOUT_BATCH, move |events: Vec<EventEnvelope>| {
+        let db = db.clone();
+        async move {
+            let count = events.len();
+            match fan_out_batch(&db, events, lease_ms).await {
+                Ok(per_event) => per_event.into_iter().map(Ok).collect(),
+                Err(error) => {
+                    let error = format!("{error:#}");
+                    (0..count).map(|_| Err(error.clone())).collect()
+                }
+            }
+        }
+    })
+}
 
 /// The api's dispatch command (written to its outbox by `request_dispatch`).
 #[derive(Debug, Deserialize)]
@@ -21,7 +67,7 @@ struct DispatchCommand {
 }
 
 /// Handles one message of `<prefix>.dispatcher.events`.
-pub async fn handle(ctx: &Ctx, message: IncomingMessage) -> Outcome {
+pub async fn handle(ctx: &Arc<Ctx>, message: IncomingMessage) -> Outcome {
     let result = if message.routing_key == DISPATCH_COMMAND {
         match serde_json::from_slice::<DispatchCommand>(&message.payload) {
             Ok(command) => queue_deliveries(ctx, Select::Ids(&command.delivery_ids)).await,
@@ -32,9 +78,12 @@ pub async fn handle(ctx: &Ctx, message: IncomingMessage) -> Outcome {
         }
     } else {
         match serde_json::from_slice::<EventEnvelope>(&message.payload) {
-            Ok(event) => fan_out(ctx, &event).await,
-            // Not an event this version knows (or not an event at all): not ours.
-            Err(_) => return Outcome::Ack,
+            // test.ping goes only where `POST /webhooks/{id}/test` asked for it.
+            Ok(event) if event.event.is_webhook_event() && event.event != EventType::TestPing => {
+                fan_out(ctx, event).await
+            }
+            // Not an event this version knows, not one for webhooks, or not an event at all.
+            _ => return Outcome::Ack,
         }
     };
     match result {
@@ -48,41 +97,118 @@ pub async fn handle(ctx: &Ctx, message: IncomingMessage) -> Outcome {
     }
 }
 
-async fn fan_out(ctx: &Ctx, event: &EventEnvelope) -> anyhow::Result<()> {
-    // test.ping goes only where `POST /webhooks/{id}/test` asked for it.
-    if !event.event.is_webhook_event() || event.event == EventType::TestPing {
-        return Ok(());
+/// Writes the event's deliveries (with the batch it joins), then sends
+/// their first attempts from this process; waits while too many are in flight.
+async fn fan_out(ctx: &Arc<Ctx>, event: EventEnvelope) -> anyhow::Result<()> {
+    let attempts = ctx
+        .fan_out
+        .submit(event)
+        .await
+        .ok_or_else(|| anyhow::anyhow!("the fan-out writers stopped"))?
+        .map_err(anyhow::Error::msg)?;
+    for first in attempts {
+        let permit = ctx.in_flight.clone().acquire_owned().await?;
+        let ctx = ctx.clone();
+        tokio::spawn(async move {
+            crate::deliver::first_attempt(&ctx, first).await;
+            drop(permit);
+        });
     }
-    let mut tx = ctx.db.begin().await?;
-    let endpoints =
-        webhooks::subscribed(&mut tx, event.organization_id, event.event.as_str()).await?;
-    tracing::debug!(event.id = %event.id, event.kind = %event.event, endpoints = endpoints.len(), "fan-out");
-    if endpoints.is_empty() {
-        return Ok(());
+    Ok(())
+}
+
+/// One transaction for a batch of events: their organizations' active
+/// endpoints, then every (endpoint, event) delivery, created claimed.
+async fn fan_out_batch(
+    db: &PgPool,
+    events: Vec<EventEnvelope>,
+    lease_ms: i64,
+) -> anyhow::Result<Vec<Vec<FirstAttempt>>> {
+    let organizations: Vec<Uuid> = events
+        .iter()
+        .map(|e| e.organization_id)
+        .collect::<HashSet<_>>()
+        .into_iter()
+        .collect();
+    let mut tx = db.begin().await?;
+    let endpoints: Vec<Arc<Endpoint>> = webhooks::active_of_organizations(&mut tx, &organizations)
+        .await?
+        .into_iter()
+        .map(Arc::new)
+        .collect();
+    let mut columns = EventColumns::default();
+    let mut rows = DeliveryColumns::default();
+    let mut planned: Vec<(usize, Arc<Endpoint>)> = Vec::new();
+    for (index, event) in events.iter().enumerate() {
+        columns.ids.push(event.id);
+        columns.organization_ids.push(event.organization_id);
+        columns.types.push(event.event.as_str().to_owned());
+        columns.payloads.push(serde_json::to_value(event)?);
+        for endpoint in &endpoints {
+            if endpoint.organization_id == event.organization_id
+                && endpoint.subscribes_to(event.event.as_str())
+            {
+                rows.ids.push(tickiti_domain::new_id());
+                rows.endpoint_ids.push(endpoint.id);
+                rows.event_index.push(i32::try_from(index)?);
+                planned.push((index, endpoint.clone()));
+            }
+        }
     }
-    let payload = serde_json::to_value(event)?;
-    webhooks::insert_for_event(
-        &mut tx,
-        event.organization_id,
-        event.id,
-        event.event.as_str(),
-        &payload,
-        &endpoints,
-    )
-    .await?;
-    // Committed before any work message names them: a worker must find the
-    // rows (while the queueing transaction below holds them, its claim waits).
+    let claimed_at = Instant::now();
+    let created: HashSet<Uuid> = webhooks::insert_claimed(&mut tx, &columns, &rows, lease_ms)
+        .await?
+        .into_iter()
+        .collect();
     tx.commit().await?;
-    // Rows from an earlier, unacked try of this event are queued too.
-    queue_deliveries(ctx, Select::Event(event.id)).await
+    tracing::debug!(
+        events = events.len(),
+        deliveries = created.len(),
+        "fan-out batch"
+    );
+    let now = OffsetDateTime::now_utc();
+    let mut per_event: Vec<Vec<FirstAttempt>> = events.iter().map(|_| Vec::new()).collect();
+    for ((index, endpoint), id) in planned.into_iter().zip(rows.ids) {
+        // Not created: that (endpoint, event) had a delivery already.
+        if !created.contains(&id) {
+            continue;
+        }
+        let (Some(event), Some(payload)) = (events.get(index), columns.payloads.get(index)) else {
+            continue;
+        };
+        let delivery = Delivery {
+            id,
+            endpoint_id: endpoint.id,
+            organization_id: event.organization_id,
+            event_id: event.id,
+            event_type: event.event.as_str().to_owned(),
+            payload: payload.clone(),
+            status: "pending".into(),
+            attempt: 1,
+            manual: false,
+            next_attempt_at: Some(now),
+            response_code: None,
+            response_time_ms: None,
+            error: None,
+            created_at: now,
+        };
+        if let Some(list) = per_event.get_mut(index) {
+            list.push(FirstAttempt {
+                delivery,
+                endpoint,
+                claimed_at,
+            });
+        }
+    }
+    Ok(per_event)
 }
 
 /// Which deliveries to queue.
 pub enum Select<'a> {
     /// These (a command, or a retry just recorded).
     Ids(&'a [Uuid]),
-    /// Those of one event (fan-out).
-    Event(Uuid),
+    /// Those whose claim ran out unanswered (the sweeper).
+    ExpiredClaims,
     /// Those left unqueued for a while (the sweeper).
     Stale,
 }
@@ -93,7 +219,7 @@ pub async fn queue_deliveries(ctx: &Ctx, select: Select<'_>) -> anyhow::Result<(
     let mut tx = ctx.db.begin().await?;
     let rows = match select {
         Select::Ids(ids) => webhooks::unqueued_by_ids(&mut tx, ids).await?,
-        Select::Event(id) => webhooks::unqueued_for_event(&mut tx, id).await?,
+        Select::ExpiredClaims => webhooks::expired_claims(&mut tx, 500).await?,
         Select::Stale => webhooks::unqueued_stale(&mut tx, 5_000, 500).await?,
     };
     if rows.is_empty() {

@@ -68,6 +68,15 @@ impl Gates {
     /// Waits for a slot of `endpoint` and a global one; `None` when too many
     /// wait for this endpoint already (park the message instead).
     pub async fn enter(self: &Arc<Self>, endpoint: Uuid) -> Option<Pass> {
+        self.enter_within(endpoint, WAITING_CAP).await
+    }
+
+    /// [`Gates::enter`] with its own cap on this endpoint's waiters.
+    pub async fn enter_within(
+        self: &Arc<Self>,
+        endpoint: Uuid,
+        waiting_cap: usize,
+    ) -> Option<Pass> {
         let permits = {
             let mut map = self.endpoints.lock().ok()?;
             let gate = map.entry(endpoint).or_insert_with(|| EndpointGate {
@@ -75,7 +84,7 @@ impl Gates {
                 queued: 0,
                 next_slot: Instant::now(),
             });
-            if gate.queued >= WAITING_CAP + self.per_endpoint {
+            if gate.queued >= waiting_cap + self.per_endpoint {
                 return None;
             }
             gate.queued += 1;

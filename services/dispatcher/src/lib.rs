@@ -11,6 +11,7 @@
 //! `main.rs` parses the command line and calls [`serve`], so tests start the
 //! very same dispatcher in-process.
 
+pub mod batch;
 pub mod client;
 pub mod config;
 pub mod deliver;
@@ -55,11 +56,24 @@ pub struct Ctx {
     pub gates: Arc<gate::Gates>,
     /// Counters for `/metrics`.
     pub metrics: metrics::Metrics,
+    /// Writes fan-out batches.
+    pub fan_out: fanout::FanOut,
+    /// Writes the attempt log in batches.
+    pub recorder: deliver::Recorder,
+    /// First attempts sent from this process at once, waiting ones included.
+    pub in_flight: Arc<tokio::sync::Semaphore>,
     /// Set once the api's schema is there.
     pub schema_ready: std::sync::atomic::AtomicBool,
     /// Set once the queues are declared.
     pub queues_ready: std::sync::atomic::AtomicBool,
 }
+
+/// First attempts this process holds at once (sending or waiting for their
+/// endpoint); the fan-out waits beyond, so memory stays bounded.
+const FIRST_ATTEMPTS_IN_FLIGHT: usize = 4096;
+
+/// Event handlers running at once: their events are written together.
+const FAN_OUT_HANDLERS: usize = 256;
 
 /// Opens the database pool, retrying for a short window (CONTRACT §1).
 pub async fn connect_database(config: &Config) -> anyhow::Result<PgPool> {
@@ -114,6 +128,9 @@ pub fn serve(
         client: client::SafeClient::new(config.timeout, config.allow_private_networks)?,
         gates: gate::Gates::new(config.concurrency, config.endpoint_concurrency),
         metrics: metrics::Metrics::default(),
+        fan_out: fanout::start_fan_out(db.clone(), deliver::first_attempt_lease(config.timeout)),
+        recorder: deliver::start_recorder(db.clone()),
+        in_flight: Arc::new(tokio::sync::Semaphore::new(FIRST_ATTEMPTS_IN_FLIGHT)),
         schema_ready: std::sync::atomic::AtomicBool::new(false),
         queues_ready: std::sync::atomic::AtomicBool::new(false),
         db,
@@ -200,12 +217,13 @@ async fn run(ctx: Arc<Ctx>, shutdown: CancellationToken) {
     }
     let events = {
         let ctx = ctx.clone();
-        ctx.bus
-            .clone()
-            .consume(ctx.queues.events_spec(&ctx.bus, 16), move |message| {
+        ctx.bus.clone().consume(
+            ctx.queues.events_spec(&ctx.bus, FAN_OUT_HANDLERS),
+            move |message| {
                 let ctx = ctx.clone();
                 async move { fanout::handle(&ctx, message).await }
-            })
+            },
+        )
     };
     // Handlers beyond the global request limit wait in the gates; the
     // per-endpoint waiting cap parks the rest, so others still get through.
@@ -260,10 +278,12 @@ async fn housekeeping(ctx: &Ctx, shutdown: &CancellationToken) {
                     declare_until_done(ctx, shutdown).await;
                 }
                 was_connected = connected;
-                if connected
-                    && let Err(error) = fanout::queue_deliveries(ctx, fanout::Select::Stale).await
-                {
-                    tracing::warn!(%error, "sweeping unqueued deliveries failed");
+                if connected {
+                    for select in [fanout::Select::Stale, fanout::Select::ExpiredClaims] {
+                        if let Err(error) = fanout::queue_deliveries(ctx, select).await {
+                            tracing::warn!(%error, "sweeping unqueued deliveries failed");
+                        }
+                    }
                 }
             }
             _ = slow.tick() => {

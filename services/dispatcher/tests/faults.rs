@@ -87,8 +87,10 @@ async fn spawn_binary(db: &PgPool, prefix: &str) -> tokio::process::Child {
 async fn fault_dispatcher_killed_mid_burst_loses_nothing(db: PgPool) {
     let app = TestApp::spawn(db.clone()).await;
     let receiver = Receiver::start().await;
-    // Slow answers keep many deliveries in flight when the process dies.
-    receiver.behave(Behaviour::Hang(Duration::from_millis(100)));
+    // Slow answers keep many deliveries in flight when the process dies:
+    // sending, and claimed but waiting for the endpoint's turn (those come
+    // back when their claim runs out).
+    receiver.behave(Behaviour::Hang(Duration::from_millis(300)));
     let org = app.org("Burst").await;
     subscribe(&app, &org, &receiver).await;
     TestDispatcher::declare_queues(&app.prefix).await;
