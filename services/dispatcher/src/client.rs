@@ -81,8 +81,15 @@ pub struct SafeClient {
 }
 
 impl SafeClient {
-    /// A client with `timeout` for the whole request.
-    pub fn new(timeout: Duration, allow_private: bool) -> anyhow::Result<Self> {
+    /// A client with `timeout` for the whole request that keeps up to
+    /// `idle_per_host` connections per host open between requests: set it to
+    /// the request concurrency, or a host serving many endpoints (a relay, a
+    /// Zapier-like service) costs a new connection for most deliveries.
+    pub fn new(
+        timeout: Duration,
+        allow_private: bool,
+        idle_per_host: usize,
+    ) -> anyhow::Result<Self> {
         #[allow(clippy::disallowed_methods)] // the one place that builds it
         let client = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
@@ -90,7 +97,7 @@ impl SafeClient {
             .connect_timeout(timeout.min(Duration::from_secs(5)))
             .timeout(timeout)
             .pool_idle_timeout(Duration::from_secs(30))
-            .pool_max_idle_per_host(16)
+            .pool_max_idle_per_host(idle_per_host)
             .user_agent(USER_AGENT)
             .dns_resolver(Arc::new(VettingResolver { allow_private }))
             .build()?;
@@ -101,7 +108,7 @@ impl SafeClient {
     }
 
     /// POSTs `body` with `headers`; never fails, the answer says what happened.
-    pub async fn post(&self, url: &str, headers: HeaderMap, body: Vec<u8>) -> Answer {
+    pub async fn post(&self, url: &str, headers: HeaderMap, body: bytes::Bytes) -> Answer {
         let started = Instant::now();
         let fail = |error: String| Answer {
             elapsed: started.elapsed(),
@@ -204,13 +211,13 @@ mod tests {
 
     #[tokio::test]
     async fn refuses_private_literals_and_names() {
-        let client = SafeClient::new(Duration::from_secs(2), false).unwrap();
+        let client = SafeClient::new(Duration::from_secs(2), false, 4).unwrap();
         for url in [
             "http://127.0.0.1:9/x",
             "http://[::ffff:127.0.0.1]:9/x",
             "http://localhost:9/x",
         ] {
-            let answer = client.post(url, HeaderMap::new(), Vec::new()).await;
+            let answer = client.post(url, HeaderMap::new(), bytes::Bytes::new()).await;
             assert!(answer.status.is_none(), "{url}");
             let error = answer.error.unwrap();
             assert!(error.contains("refused"), "{url}: {error}");

@@ -14,6 +14,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use bytes::Bytes;
+
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 use serde_json::{Map, Value};
 use sqlx::PgPool;
@@ -28,6 +30,7 @@ use crate::Ctx;
 use crate::batch::Batcher;
 use crate::client::Answer;
 use crate::fanout::{FirstAttempt, Select, queue_deliveries};
+use crate::gate::Pass;
 use crate::topology::{WorkMessage, now_ms, wait_for};
 
 /// How long the previous secret keeps signing after a rotation (CONTRACT §3).
@@ -117,6 +120,7 @@ pub async fn first_attempt(ctx: &Arc<Ctx>, first: FirstAttempt) {
     let FirstAttempt {
         delivery,
         endpoint,
+        body,
         claimed_at,
     } = first;
     let entered = tokio::time::timeout_at(
@@ -125,7 +129,7 @@ pub async fn first_attempt(ctx: &Arc<Ctx>, first: FirstAttempt) {
             .enter_within(endpoint.id, FIRST_ATTEMPT_WAITING_CAP),
     )
     .await;
-    let Ok(Some(_pass)) = entered else {
+    let Ok(Some(pass)) = entered else {
         ctx.metrics.parked();
         if let Err(error) = hand_over(ctx, delivery.id).await {
             // The claim runs out and the sweeper queues it.
@@ -136,7 +140,7 @@ pub async fn first_attempt(ctx: &Arc<Ctx>, first: FirstAttempt) {
     ctx.gates
         .pace(endpoint.id, endpoint.rate_limit_per_second)
         .await;
-    if let Err(error) = send_and_record(ctx, &endpoint, &delivery, 1).await {
+    if let Err(error) = send_and_record(ctx, pass, &endpoint, &delivery, 1, body).await {
         tracing::warn!(%error, delivery.id = %delivery.id, "first attempt not recorded; its claim runs out and the sweeper queues it again");
     }
 }
@@ -182,7 +186,7 @@ async fn attempt(ctx: &Ctx, work: &WorkMessage, redelivered: bool) -> anyhow::Re
     tokio::time::sleep(wait).await;
 
     // 2. Gates, then the claim.
-    let Some(_pass) = ctx.gates.enter(work.endpoint_id).await else {
+    let Some(pass) = ctx.gates.enter(work.endpoint_id).await else {
         ctx.metrics.parked();
         return park(ctx, work, now_ms() + 1_000).await;
     };
@@ -213,19 +217,25 @@ async fn attempt(ctx: &Ctx, work: &WorkMessage, redelivered: bool) -> anyhow::Re
     ctx.gates
         .pace(endpoint.id, endpoint.rate_limit_per_second)
         .await;
-    send_and_record(ctx, &endpoint, &delivery, work.attempt).await
+    let body = render_body(&endpoint.payload_format, &delivery.payload)?;
+    send_and_record(ctx, pass, &endpoint, &delivery, work.attempt, body).await
 }
 
-/// Steps 3 and 4: send, record (batched), queue the retry if one is due.
+/// Steps 3 and 4: send `body`, record (batched), queue the retry if one is
+/// due. The endpoint's slot (`pass`) is given back as soon as the answer is
+/// in: writing the log is not the endpoint's business.
 async fn send_and_record(
     ctx: &Ctx,
+    pass: Pass,
     endpoint: &Endpoint,
     delivery: &Delivery,
     attempt: i32,
+    body: Bytes,
 ) -> anyhow::Result<()> {
     // 3. Send.
-    let (headers, body) = build_request(ctx, endpoint, delivery)?;
+    let headers = build_headers(ctx, endpoint, delivery, &body)?;
     let answer = ctx.client.post(&endpoint.url, headers, body).await;
+    drop(pass);
     ctx.metrics.attempted(&answer);
 
     // 4. Record, then queue a retry.
@@ -363,20 +373,23 @@ pub fn render(format: PayloadFormat, envelope: &Value) -> Value {
     }
 }
 
+/// The request body of a delivery to an endpoint of this `payload_format`.
+pub fn render_body(payload_format: &str, envelope: &Value) -> anyhow::Result<Bytes> {
+    let format = payload_format.parse().unwrap_or(PayloadFormat::Nested);
+    Ok(Bytes::from(serde_json::to_vec(&render(format, envelope))?))
+}
+
 fn header(name: &'static str, value: &str) -> anyhow::Result<(HeaderName, HeaderValue)> {
     Ok((HeaderName::from_static(name), HeaderValue::from_str(value)?))
 }
 
-fn build_request(
+/// The headers of one attempt: signatures over `body`, ids, trace context.
+fn build_headers(
     ctx: &Ctx,
     endpoint: &Endpoint,
     delivery: &Delivery,
-) -> anyhow::Result<(HeaderMap, Vec<u8>)> {
-    let format = endpoint
-        .payload_format
-        .parse()
-        .unwrap_or(PayloadFormat::Nested);
-    let body = serde_json::to_vec(&render(format, &delivery.payload))?;
+    body: &[u8],
+) -> anyhow::Result<HeaderMap> {
     let secret = ctx.secrets.open_string(&endpoint.secret_sealed)?;
     let previous = match (&endpoint.previous_secret_sealed, endpoint.secret_rotated_at) {
         (Some(sealed), Some(at)) if OffsetDateTime::now_utc() - at < ROTATION_OVERLAP => {
@@ -386,11 +399,11 @@ fn build_request(
     };
     let id = delivery.id.to_string();
     let ts = OffsetDateTime::now_utc().unix_timestamp();
-    let hex_sig = tickiti_signature(&secret, &body);
-    let mut standard = standard_webhooks_signature(&secret, &id, ts, &body);
+    let hex_sig = tickiti_signature(&secret, body);
+    let mut standard = standard_webhooks_signature(&secret, &id, ts, body);
     if let Some(old) = &previous {
         standard.push(' ');
-        standard.push_str(&standard_webhooks_signature(old, &id, ts, &body));
+        standard.push_str(&standard_webhooks_signature(old, &id, ts, body));
     }
     let v1 = format!("v1={}", hex_sig.trim_start_matches("sha256="));
     let mut headers = HeaderMap::new();
@@ -426,7 +439,7 @@ fn build_request(
     ] {
         headers.insert(name, value);
     }
-    Ok((headers, body))
+    Ok(headers)
 }
 
 #[cfg(test)]

@@ -7,10 +7,11 @@
 //! Dispatch commands from the api (`test`, `resend`, `recover`) queue rows
 //! the api already wrote on the work queue.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
+use bytes::Bytes;
 use serde::Deserialize;
 use sqlx::{PgConnection, PgPool};
 use tickiti_bus::{IncomingMessage, Outcome};
@@ -31,10 +32,12 @@ const FANOUT_BATCH: usize = 256;
 
 /// A first attempt claimed by this process, to send now.
 pub struct FirstAttempt {
-    /// The delivery as created.
+    /// The delivery as created (its `payload` is left empty: `body` has it rendered).
     pub delivery: Delivery,
     /// Its endpoint as read in the fan-out transaction.
     pub endpoint: Arc<Endpoint>,
+    /// The request body, rendered once per event and format and shared.
+    pub body: Bytes,
     /// When the claim was taken (its lease counts from then).
     pub claimed_at: Instant,
 }
@@ -168,6 +171,8 @@ async fn fan_out_batch(
     );
     let now = OffsetDateTime::now_utc();
     let mut per_event: Vec<Vec<FirstAttempt>> = events.iter().map(|_| Vec::new()).collect();
+    // (event index, payload format) → body; an event's endpoints mostly share one format.
+    let mut bodies: HashMap<(usize, String), Bytes> = HashMap::new();
     for ((index, endpoint), id) in planned.into_iter().zip(rows.ids) {
         // Not created: that (endpoint, event) had a delivery already.
         if !created.contains(&id) {
@@ -176,13 +181,22 @@ async fn fan_out_batch(
         let (Some(event), Some(payload)) = (events.get(index), columns.payloads.get(index)) else {
             continue;
         };
+        let key = (index, endpoint.payload_format.clone());
+        let body = match bodies.get(&key) {
+            Some(body) => body.clone(),
+            None => {
+                let body = crate::deliver::render_body(&endpoint.payload_format, payload)?;
+                bodies.insert(key, body.clone());
+                body
+            }
+        };
         let delivery = Delivery {
             id,
             endpoint_id: endpoint.id,
             organization_id: event.organization_id,
             event_id: event.id,
             event_type: event.event.as_str().to_owned(),
-            payload: payload.clone(),
+            payload: serde_json::Value::Null,
             status: "pending".into(),
             attempt: 1,
             manual: false,
@@ -196,6 +210,7 @@ async fn fan_out_batch(
             list.push(FirstAttempt {
                 delivery,
                 endpoint,
+                body,
                 claimed_at,
             });
         }

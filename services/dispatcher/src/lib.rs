@@ -125,7 +125,11 @@ pub fn serve(
     let ctx = Arc::new(Ctx {
         queues: topology::Queues::new(&config.bus_prefix),
         secrets: SecretBox::new(master_key),
-        client: client::SafeClient::new(config.timeout, config.allow_private_networks)?,
+        client: client::SafeClient::new(
+            config.timeout,
+            config.allow_private_networks,
+            config.concurrency,
+        )?,
         gates: gate::Gates::new(config.concurrency, config.endpoint_concurrency),
         metrics: metrics::Metrics::default(),
         fan_out: fanout::start_fan_out(db.clone(), deliver::first_attempt_lease(config.timeout)),

@@ -271,6 +271,9 @@ struct Row {
     expected: usize,
     received: usize,
     duplicates: u64,
+    /// Attempts the dispatcher's fairness gates sent the long way round
+    /// (work queue) during the backlog; a healthy run has none.
+    parked: u64,
 }
 
 impl Row {
@@ -335,6 +338,7 @@ async fn measure(
         let expected = created * endpoints;
         let got = receiver.wait_for(expected, Duration::from_secs(300)).await;
         let backlog = receiver.take();
+        let parked = parked_count(&http, dispatcher.1).await;
         if got < expected {
             bail!("round {round}: only {got} of {expected} backlog deliveries arrived in 300 s");
         }
@@ -372,11 +376,13 @@ async fn measure(
             expected: steady_expected,
             received: steady_tally.seen.len(),
             duplicates: backlog.duplicates + steady_tally.duplicates,
+            parked,
             latencies: steady_tally.latencies,
         };
         println!(
-            "round {round}: dispatcher {:.0}/s, bare client {:.0}/s ({:.1} %); request → first attempt p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms; {} / {} steady deliveries, {} duplicates",
+            "round {round}: dispatcher {:.0}/s ({} parked), bare client {:.0}/s ({:.1} %); request → first attempt p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms; {} / {} steady deliveries, {} duplicates",
             row.dispatcher_rate,
+            row.parked,
             row.baseline_rate,
             row.ratio_percent(),
             row.latency_ms(0.50),
@@ -390,6 +396,21 @@ async fn measure(
     }
     report(args, baseline_concurrency, &rows);
     Ok(())
+}
+
+/// The dispatcher's `tickiti_webhook_parked_total` (0 when unreadable).
+async fn parked_count(http: &reqwest::Client, addr: SocketAddr) -> u64 {
+    let Ok(reply) = http.get(format!("http://{addr}/metrics")).send().await else {
+        return 0;
+    };
+    reply
+        .text()
+        .await
+        .unwrap_or_default()
+        .lines()
+        .find_map(|line| line.strip_prefix("tickiti_webhook_parked_total "))
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or(0)
 }
 
 async fn declare_queues(amqp_url: &str, prefix: &str, queues: &Queues) -> anyhow::Result<()> {
