@@ -217,7 +217,9 @@ mod tests {
             "http://[::ffff:127.0.0.1]:9/x",
             "http://localhost:9/x",
         ] {
-            let answer = client.post(url, HeaderMap::new(), bytes::Bytes::new()).await;
+            let answer = client
+                .post(url, HeaderMap::new(), bytes::Bytes::new())
+                .await;
             assert!(answer.status.is_none(), "{url}");
             let error = answer.error.unwrap();
             assert!(error.contains("refused"), "{url}: {error}");
