@@ -15,7 +15,8 @@ pub mod close {
     pub const TOO_BIG: u16 = 1009;
     /// This process may have missed events (its broker queue was gone): reconnect.
     pub const SERVICE_RESTART: u16 = 1012;
-    /// Missing, forged or expired token, or the service is not (or no longer) paired.
+    /// Missing, forged or expired token (also when it expires on an open
+    /// socket), or the service is not (or no longer) paired.
     pub const UNAUTHORIZED: u16 = 4401;
     /// Unsent frames passed [`super::MAX_OUTBOUND_BYTES`]: the client reads too slowly.
     pub const TOO_SLOW: u16 = 4008;

@@ -191,7 +191,13 @@ async fn session(
     let idle = sleep_until(Instant::now() + timing.idle_timeout);
     let closing = peer.closing();
     let stopping = ctx.shutdown.cancelled();
-    tokio::pin!(idle, closing, stopping);
+    // The token was checked at the hello; when it runs out the socket closes
+    // with 4401, so the client fetches a fresh one (CONTRACT §5) and a user
+    // whose access was taken away keeps no socket past its token's life.
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    let lifetime = u64::try_from(peer.claims.exp.saturating_sub(now)).unwrap_or(0);
+    let expired = sleep_until(Instant::now() + Duration::from_secs(lifetime));
+    tokio::pin!(idle, closing, stopping, expired);
     let mut batch: Vec<(Message, usize)> = Vec::new();
     loop {
         tokio::select! {
@@ -199,6 +205,7 @@ async fn session(
             () = &mut closing => return Some(peer.close_code()),
             () = &mut stopping => return Some(close::GOING_AWAY),
             () = &mut idle => return Some(close::GOING_AWAY),
+            () = &mut expired => return Some(close::UNAUTHORIZED),
             next = stream.next() => {
                 let message = match next {
                     None => return None,
@@ -257,6 +264,7 @@ async fn session(
             () = &mut closing => return Some(peer.close_code()),
             () = &mut stopping => return Some(close::GOING_AWAY),
             () = &mut idle => return Some(close::GOING_AWAY),
+            () = &mut expired => return Some(close::UNAUTHORIZED),
             written = write => written,
         };
         peer.sent(bytes);

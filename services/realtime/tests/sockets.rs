@@ -147,6 +147,33 @@ async fn forged_expired_and_missing_tokens_close_4401(db: PgPool) {
 }
 
 #[sqlx::test(migrator = "tickiti_store::MIGRATOR")]
+async fn an_open_socket_closes_4401_when_its_token_expires(db: PgPool) {
+    let (stack, org) = Stack::paired(db.clone(), |_| {}).await;
+    let key = node_key(&db).await;
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    let claims = BrowserClaims {
+        iid: stack.rt.ctx.hub.binding().unwrap().install_id,
+        org: org.id,
+        sub: org.admin_id,
+        name: "Admin".into(),
+        scopes: vec![scope::TICKETS.into()],
+        iat: now,
+        exp: now + 4,
+    };
+    let mut client = Client::connect(&stack.rt.ws_url()).await;
+    let welcome = client.hello(&sign_token(&key, &claims), None).await;
+    assert_eq!(welcome["type"], "welcome", "{welcome}");
+    // Frames still flow while the token is valid...
+    stack.app.ticket(&org.token, "before expiry").await;
+    assert_eq!(
+        client.event("ticket.created").await["data"]["subject"],
+        "before expiry"
+    );
+    // ...and the socket closes when it runs out (the idle timeout is 60 s).
+    assert_eq!(client.closed(Duration::from_secs(10)).await, Some(4401));
+}
+
+#[sqlx::test(migrator = "tickiti_store::MIGRATOR")]
 async fn no_hello_in_time_closes_4408(db: PgPool) {
     let (stack, _org) = Stack::paired(db, short_timing).await;
     let mut client = Client::connect(&stack.rt.ws_url()).await;
