@@ -32,12 +32,23 @@ pub struct Answer {
     pub status: Option<u16>,
     /// Up to [`BODY_CAP`] bytes of the body, as text.
     pub body: Option<String>,
-    /// `Retry-After` in seconds, when given as seconds.
+    /// `Retry-After` as a wait (given as seconds or as an HTTP-date).
     pub retry_after: Option<Duration>,
     /// Time from sending to the end of reading.
     pub elapsed: Duration,
     /// What went wrong (connect, time-out, refused address…).
     pub error: Option<String>,
+}
+
+/// A `Retry-After` value as a wait from `now`: delay-seconds or an
+/// HTTP-date (RFC 9110 §10.2.3); a date in the past means no wait.
+pub fn parse_retry_after(value: &str, now: std::time::SystemTime) -> Option<Duration> {
+    let value = value.trim();
+    if let Ok(seconds) = value.parse::<u64>() {
+        return Some(Duration::from_secs(seconds));
+    }
+    let at = httpdate::parse_http_date(value).ok()?;
+    Some(at.duration_since(now).unwrap_or(Duration::ZERO))
 }
 
 /// Resolves with the system resolver and keeps only addresses webhooks may reach.
@@ -143,8 +154,7 @@ impl SafeClient {
             .headers()
             .get(reqwest::header::RETRY_AFTER)
             .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.trim().parse::<u64>().ok())
-            .map(Duration::from_secs);
+            .and_then(|v| parse_retry_after(v, std::time::SystemTime::now()));
         let mut body = Vec::new();
         let mut error = None;
         while body.len() < BODY_CAP {
@@ -200,6 +210,26 @@ fn cut_utf8(bytes: &[u8], cap: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn retry_after_in_seconds_or_as_a_date() {
+        let now = std::time::UNIX_EPOCH + Duration::from_secs(784_111_777); // Sun, 06 Nov 1994 08:49:37 GMT
+        assert_eq!(
+            parse_retry_after(" 120 ", now),
+            Some(Duration::from_secs(120))
+        );
+        assert_eq!(
+            parse_retry_after("Sun, 06 Nov 1994 08:50:07 GMT", now),
+            Some(Duration::from_secs(30))
+        );
+        assert_eq!(
+            parse_retry_after("Sun, 06 Nov 1994 08:00:00 GMT", now),
+            Some(Duration::ZERO),
+            "a date in the past: no wait"
+        );
+        assert_eq!(parse_retry_after("soon", now), None);
+        assert_eq!(parse_retry_after("-5", now), None);
+    }
 
     #[test]
     fn cuts_on_char_boundaries() {
