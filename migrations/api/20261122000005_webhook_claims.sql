@@ -9,3 +9,7 @@ CREATE INDEX webhook_deliveries_claims_idx ON webhook_deliveries (locked_until)
 -- (endpoint_id, event_id) key serves the fan-out); one index less to write
 -- per delivery.
 DROP INDEX webhook_deliveries_event_idx;
+
+-- Pruning walks the primary key (UUID v7 ids are in creation order) and
+-- nothing else reads deliveries by creation time alone.
+DROP INDEX webhook_deliveries_created_idx;
