@@ -244,6 +244,20 @@ async fn run(ctx: Arc<Ctx>, shutdown: CancellationToken) {
     housekeeping(&ctx, &shutdown).await;
     let _ = events.await;
     let _ = deliveries.await;
+    // First attempts already under way may finish and be logged (one
+    // request time-out at most); otherwise their claims would hold them back
+    // for a lease before another dispatcher sends them again.
+    let all = u32::try_from(FIRST_ATTEMPTS_IN_FLIGHT).unwrap_or(u32::MAX);
+    let drained = tokio::time::timeout(
+        ctx.config.timeout + Duration::from_secs(2),
+        ctx.in_flight.acquire_many(all),
+    )
+    .await;
+    if drained.is_err() {
+        tracing::warn!(
+            "stopping with first attempts still in flight; their claims will run out and another dispatcher sends them"
+        );
+    }
 }
 
 async fn declare_until_done(ctx: &Ctx, shutdown: &CancellationToken) {
