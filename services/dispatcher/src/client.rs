@@ -102,6 +102,28 @@ impl SafeClient {
 
     /// POSTs `body` with `headers`; never fails, the answer says what happened.
     pub async fn post(&self, url: &str, headers: HeaderMap, body: Vec<u8>) -> Answer {
+        self.send(url, headers, body, None).await
+    }
+
+    /// Like [`SafeClient::post`] with its own whole-request `timeout`
+    /// (an intervention's `remote_timeout_seconds`) instead of the client's.
+    pub async fn post_with_timeout(
+        &self,
+        url: &str,
+        headers: HeaderMap,
+        body: Vec<u8>,
+        timeout: Duration,
+    ) -> Answer {
+        self.send(url, headers, body, Some(timeout)).await
+    }
+
+    async fn send(
+        &self,
+        url: &str,
+        headers: HeaderMap,
+        body: Vec<u8>,
+        timeout: Option<Duration>,
+    ) -> Answer {
         let started = Instant::now();
         let fail = |error: String| Answer {
             elapsed: started.elapsed(),
@@ -120,13 +142,11 @@ impl SafeClient {
                 "refused: {class} address, which webhooks may not reach"
             ));
         }
-        let sent = self
-            .client
-            .post(parsed)
-            .headers(headers)
-            .body(body)
-            .send()
-            .await;
+        let mut request = self.client.post(parsed).headers(headers).body(body);
+        if let Some(timeout) = timeout {
+            request = request.timeout(timeout);
+        }
+        let sent = request.send().await;
         let mut response = match sent {
             Ok(response) => response,
             Err(error) => return fail(describe(&error)),
