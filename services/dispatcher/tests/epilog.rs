@@ -454,3 +454,62 @@ async fn every_failure_gets_its_outcome_in_the_attempt_log(db: PgPool) {
     dispatcher.stop().await;
     TestDispatcher::cleanup(&app.prefix).await;
 }
+
+#[sqlx::test(migrator = "tickiti_store::MIGRATOR")]
+async fn a_retry_survives_a_dispatcher_restart(db: PgPool) {
+    let app = TestApp::spawn(db.clone()).await;
+    let receiver = Receiver::start().await;
+    let org = app.org("Acme").await;
+    define(&app, &org, &receiver, "refund").await;
+    receiver.behave_at("/refund", Behaviour::Status(503));
+    let first = TestDispatcher::spawn_with(db.clone(), &app.prefix, |config| {
+        config.epilog_retry_min = Duration::from_secs(3);
+        config.epilog_retry_max = Duration::from_secs(3);
+    })
+    .await;
+    let ticket = open_ticket(&app, &org.token, "refund", "order-1").await;
+    submit(&app, &org.token, &ticket).await;
+    let shown = poll_until(
+        WAIT,
+        || view(&app, &org, &ticket),
+        |v| {
+            v["epilog_attempts"]
+                .as_array()
+                .is_some_and(|a| a.len() == 1)
+        },
+    )
+    .await;
+    assert_eq!(shown["epilog_attempts"][0]["outcome"], "retry", "{shown}");
+    assert_eq!(shown["epilogs"][0]["status"], "retrying");
+
+    // Stopped while waiting for the retry: the command stays unacked.
+    first.stop().await;
+    let (responder, calls) = final_answer(None);
+    receiver.behave_at("/refund", Behaviour::Respond(responder));
+    let second = TestDispatcher::spawn(&app).await;
+
+    let shown = poll_until(
+        WAIT,
+        || view(&app, &org, &ticket),
+        |v| v["status"] == "accepted",
+    )
+    .await;
+    assert_eq!(shown["status"], "accepted", "{shown}");
+    let attempts: Vec<(i64, &str)> = shown["epilog_attempts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| {
+            (
+                a["attempt"].as_i64().unwrap(),
+                a["outcome"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(attempts, [(1, "retry"), (2, "final_applied")], "{shown}");
+    assert_eq!(calls.load(Ordering::SeqCst), 1);
+    assert_eq!(receiver.received_at("/refund").len(), 2);
+
+    second.stop().await;
+    TestDispatcher::cleanup(&app.prefix).await;
+}
