@@ -55,14 +55,27 @@ pub struct Intervention {
     pub updated_at: OffsetDateTime,
 }
 
-/// Inserts a definition (`interventions_name_key` refuses a taken name).
-pub async fn insert(conn: &mut PgConnection, i: &Intervention) -> Result<()> {
+/// Inserts a definition, or writes every changeable field of the existing
+/// one with this id back (never its name or organization).
+/// `interventions_name_key` refuses a new definition with a taken name.
+pub async fn upsert(conn: &mut PgConnection, i: &Intervention) -> Result<()> {
     sqlx::query!(
         "INSERT INTO interventions (id, organization_id, name, title, queue_id, notify_inbox_managers,
              fma_inbox_managers, remote_name, remote_epilog_url, remote_bearer_token_sealed,
              remote_timeout_seconds, remote_enabled, enabled, fields, template_private,
              template_public, template_final)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)",
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)
+         ON CONFLICT (id) DO UPDATE SET title = EXCLUDED.title, queue_id = EXCLUDED.queue_id,
+             notify_inbox_managers = EXCLUDED.notify_inbox_managers,
+             fma_inbox_managers = EXCLUDED.fma_inbox_managers, remote_name = EXCLUDED.remote_name,
+             remote_epilog_url = EXCLUDED.remote_epilog_url,
+             remote_bearer_token_sealed = EXCLUDED.remote_bearer_token_sealed,
+             remote_timeout_seconds = EXCLUDED.remote_timeout_seconds,
+             remote_enabled = EXCLUDED.remote_enabled, enabled = EXCLUDED.enabled,
+             fields = EXCLUDED.fields, template_private = EXCLUDED.template_private,
+             template_public = EXCLUDED.template_public, template_final = EXCLUDED.template_final,
+             updated_at = now()
+         WHERE interventions.organization_id = EXCLUDED.organization_id",
         i.id,
         i.organization_id,
         i.name,
@@ -86,41 +99,29 @@ pub async fn insert(conn: &mut PgConnection, i: &Intervention) -> Result<()> {
     Ok(())
 }
 
-/// Writes every changeable field of a definition back (not `name`).
-pub async fn save(conn: &mut PgConnection, i: &Intervention) -> Result<()> {
-    sqlx::query!(
-        "UPDATE interventions SET title = $3, queue_id = $4, notify_inbox_managers = $5,
-             fma_inbox_managers = $6, remote_name = $7, remote_epilog_url = $8,
-             remote_bearer_token_sealed = $9, remote_timeout_seconds = $10, remote_enabled = $11,
-             enabled = $12, fields = $13, template_private = $14, template_public = $15,
-             template_final = $16, updated_at = now()
-         WHERE organization_id = $1 AND id = $2",
-        i.organization_id,
-        i.id,
-        i.title,
-        i.queue_id,
-        i.notify_inbox_managers,
-        i.fma_inbox_managers,
-        i.remote_name,
-        i.remote_epilog_url,
-        i.remote_bearer_token_sealed,
-        i.remote_timeout_seconds,
-        i.remote_enabled,
-        i.enabled,
-        i.fields,
-        i.template_private,
-        i.template_public,
-        i.template_final
-    )
-    .execute(conn)
-    .await?;
-    Ok(())
-}
-
-/// A definition of the organization by name; `lock` holds it until the transaction ends.
+/// A definition of the organization by name.
 pub async fn get_by_name(
     conn: &mut PgConnection,
     organization_id: Uuid,
+    name: &str,
+) -> Result<Option<Intervention>> {
+    find(conn, organization_id, Uuid::nil(), name).await
+}
+
+/// A definition of the organization by id.
+pub async fn get(
+    conn: &mut PgConnection,
+    organization_id: Uuid,
+    id: Uuid,
+) -> Result<Option<Intervention>> {
+    find(conn, organization_id, id, "").await
+}
+
+/// By id or by name (the nil id and the empty name match no row).
+async fn find(
+    conn: &mut PgConnection,
+    organization_id: Uuid,
+    id: Uuid,
     name: &str,
 ) -> Result<Option<Intervention>> {
     let row = sqlx::query_as!(
@@ -131,32 +132,10 @@ pub async fn get_by_name(
                 i.fields, i.template_private, i.template_public, i.template_final,
                 i.created_at, i.updated_at
          FROM interventions i LEFT JOIN queues q ON q.id = i.queue_id
-         WHERE i.organization_id = $1 AND i.name = $2",
+         WHERE i.organization_id = $1 AND (i.id = $2 OR i.name = $3)",
         organization_id,
+        id,
         name
-    )
-    .fetch_optional(conn)
-    .await?;
-    Ok(row)
-}
-
-/// A definition by id.
-pub async fn get(
-    conn: &mut PgConnection,
-    organization_id: Uuid,
-    id: Uuid,
-) -> Result<Option<Intervention>> {
-    let row = sqlx::query_as!(
-        Intervention,
-        "SELECT i.id, i.organization_id, i.name, i.title, i.queue_id, q.name AS \"queue_name?\",
-                i.notify_inbox_managers, i.fma_inbox_managers, i.remote_name, i.remote_epilog_url,
-                i.remote_bearer_token_sealed, i.remote_timeout_seconds, i.remote_enabled, i.enabled,
-                i.fields, i.template_private, i.template_public, i.template_final,
-                i.created_at, i.updated_at
-         FROM interventions i LEFT JOIN queues q ON q.id = i.queue_id
-         WHERE i.organization_id = $1 AND i.id = $2",
-        organization_id,
-        id
     )
     .fetch_optional(conn)
     .await?;
@@ -303,47 +282,51 @@ pub async fn payload_for_ticket(
     ticket_id: Uuid,
     lock: bool,
 ) -> Result<Option<Payload>> {
-    let row = if lock {
-        sqlx::query_as!(
-            Payload,
-            "SELECT p.id, p.organization_id, p.intervention_id, i.name AS intervention, p.ticket_id, p.uid,
-                    p.originator_email AS originator_email_address, p.data, p.status, p.response_id,
-                    p.final AS final_object, p.submitted_at, p.accepted_at, p.created_at, p.updated_at
-             FROM intervention_payloads p JOIN interventions i ON i.id = p.intervention_id
-             WHERE p.organization_id = $1 AND p.ticket_id = $2
-             FOR UPDATE OF p",
-            organization_id,
-            ticket_id
-        )
-        .fetch_optional(conn)
-        .await?
-    } else {
-        sqlx::query_as!(
-            Payload,
-            "SELECT p.id, p.organization_id, p.intervention_id, i.name AS intervention, p.ticket_id, p.uid,
-                    p.originator_email AS originator_email_address, p.data, p.status, p.response_id,
-                    p.final AS final_object, p.submitted_at, p.accepted_at, p.created_at, p.updated_at
-             FROM intervention_payloads p JOIN interventions i ON i.id = p.intervention_id
-             WHERE p.organization_id = $1 AND p.ticket_id = $2",
-            organization_id,
-            ticket_id
-        )
-        .fetch_optional(conn)
-        .await?
-    };
-    Ok(row)
-}
-
-/// A payload by id.
-pub async fn payload(conn: &mut PgConnection, id: Uuid) -> Result<Option<Payload>> {
+    if !lock {
+        return find_payload(conn, organization_id, Uuid::nil(), ticket_id).await;
+    }
     let row = sqlx::query_as!(
         Payload,
         "SELECT p.id, p.organization_id, p.intervention_id, i.name AS intervention, p.ticket_id, p.uid,
                 p.originator_email AS originator_email_address, p.data, p.status, p.response_id,
                 p.final AS final_object, p.submitted_at, p.accepted_at, p.created_at, p.updated_at
          FROM intervention_payloads p JOIN interventions i ON i.id = p.intervention_id
-         WHERE p.id = $1",
-        id
+         WHERE p.organization_id = $1 AND p.ticket_id = $2
+         FOR UPDATE OF p",
+        organization_id,
+        ticket_id
+    )
+    .fetch_optional(conn)
+    .await?;
+    Ok(row)
+}
+
+/// A payload of the organization by id.
+pub async fn payload(
+    conn: &mut PgConnection,
+    organization_id: Uuid,
+    id: Uuid,
+) -> Result<Option<Payload>> {
+    find_payload(conn, organization_id, id, Uuid::nil()).await
+}
+
+/// By payload id or by ticket id (the nil id matches no row).
+async fn find_payload(
+    conn: &mut PgConnection,
+    organization_id: Uuid,
+    id: Uuid,
+    ticket_id: Uuid,
+) -> Result<Option<Payload>> {
+    let row = sqlx::query_as!(
+        Payload,
+        "SELECT p.id, p.organization_id, p.intervention_id, i.name AS intervention, p.ticket_id, p.uid,
+                p.originator_email AS originator_email_address, p.data, p.status, p.response_id,
+                p.final AS final_object, p.submitted_at, p.accepted_at, p.created_at, p.updated_at
+         FROM intervention_payloads p JOIN interventions i ON i.id = p.intervention_id
+         WHERE p.organization_id = $1 AND (p.id = $2 OR p.ticket_id = $3)",
+        organization_id,
+        id,
+        ticket_id
     )
     .fetch_optional(conn)
     .await?;

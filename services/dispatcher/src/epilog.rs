@@ -152,7 +152,8 @@ async fn load(
     conn: &mut PgConnection,
     epilog: &Epilog,
 ) -> anyhow::Result<Option<(Payload, Intervention)>> {
-    let Some(payload) = store::payload(conn, epilog.payload_id).await? else {
+    let Some(payload) = store::payload(conn, epilog.organization_id, epilog.payload_id).await?
+    else {
         return Ok(None);
     };
     let def = store::get(conn, payload.organization_id, payload.intervention_id).await?;
@@ -354,7 +355,7 @@ pub async fn apply_final(
         &json!({ "response_id": response_id, "ticket_audit": ticket_audit, "final": object }),
     )
     .await?;
-    let accepted = store::payload(conn, payload.id)
+    let accepted = store::payload(conn, org, payload.id)
         .await?
         .unwrap_or_else(|| payload.clone());
     let mut events = Vec::new();

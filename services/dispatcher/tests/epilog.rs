@@ -118,6 +118,10 @@ fn final_answer(delay_first: Option<Duration>) -> (Responder, Arc<AtomicUsize>) 
     (responder, calls)
 }
 
+async fn scalar(db: &PgPool, sql: &'static str) -> i64 {
+    sqlx::query_scalar(sql).fetch_one(db).await.unwrap()
+}
+
 async fn count(db: &PgPool, sql: &'static str, ticket: &str) -> i64 {
     sqlx::query_scalar(sql)
         .bind(Uuid::parse_str(ticket).unwrap())
@@ -216,13 +220,11 @@ async fn remote_opens_staff_submits_remote_finalizes_end_to_end(db: PgPool) {
     // intervention.accepted is in the outbox and gets published by the api's relay.
     let published = poll_until(
         WAIT,
-        || async {
-            sqlx::query_scalar::<_, i64>(
+        || {
+            scalar(
+                &db,
                 "SELECT count(*) FROM outbox WHERE event_type = 'intervention.accepted' AND published_at IS NOT NULL",
             )
-            .fetch_one(&db)
-            .await
-            .unwrap()
         },
         |n| *n == 1,
     )
@@ -313,13 +315,11 @@ async fn the_final_object_applies_once_across_retries_and_duplicate_commands(db:
     }
     let relayed = poll_until(
         WAIT,
-        || async {
-            sqlx::query_scalar::<_, i64>(
+        || {
+            scalar(
+                &db,
                 "SELECT count(*) FROM outbox WHERE event_type = 'command.intervention.epilog' AND published_at IS NULL",
             )
-            .fetch_one(&db)
-            .await
-            .unwrap()
         },
         |n| *n == 0,
     )
@@ -343,12 +343,11 @@ async fn the_final_object_applies_once_across_retries_and_duplicate_commands(db:
     )
     .await;
     assert_eq!(audits, 1);
-    let events: i64 = sqlx::query_scalar(
+    let events = scalar(
+        &db,
         "SELECT count(*) FROM outbox WHERE event_type = 'intervention.accepted'",
     )
-    .fetch_one(&db)
-    .await
-    .unwrap();
+    .await;
     assert_eq!(events, 1);
     let attempts = view(&app, &org, &ticket).await["epilog_attempts"]
         .as_array()
@@ -444,11 +443,11 @@ async fn every_failure_gets_its_outcome_in_the_attempt_log(db: PgPool) {
         assert_eq!(calls, attempts.len(), "{name}");
     }
     assert!(receiver.received_at("/followed").is_empty());
-    let accepted: i64 =
-        sqlx::query_scalar("SELECT count(*) FROM intervention_payloads WHERE status = 'accepted'")
-            .fetch_one(&db)
-            .await
-            .unwrap();
+    let accepted = scalar(
+        &db,
+        "SELECT count(*) FROM intervention_payloads WHERE status = 'accepted'",
+    )
+    .await;
     assert_eq!(accepted, 0);
 
     dispatcher.stop().await;

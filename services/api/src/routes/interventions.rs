@@ -17,10 +17,10 @@ use tickiti_domain::intervention::{
     TIMEOUT_RANGE, TITLE_MAX, TemplateKind, UID_MAX,
 };
 use tickiti_domain::ticket::{BODY_MAX, SUBJECT_MAX};
-use tickiti_domain::{Ability, EventType, Priority, TicketStatus, Validation, Visibility, new_id};
+use tickiti_domain::{Ability, EventType, Priority, Validation, Visibility, new_id};
 use tickiti_store::interventions::{self as store, Intervention, NewPayload, Payload};
 use tickiti_store::tickets::Ticket;
-use tickiti_store::{StoreError, audit, contacts, messages, organizations, queues, tickets};
+use tickiti_store::{StoreError, audit, contacts, messages, queues};
 use time::OffsetDateTime;
 use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
@@ -28,7 +28,7 @@ use utoipa_axum::routes;
 use uuid::Uuid;
 
 use super::messages::MessageOut;
-use super::tickets::{TicketOut, find_ticket};
+use super::tickets::{NewTicket, find_ticket, open_ticket};
 use crate::events::EventBatch;
 use crate::http::extract::{Cursor, NoFilter, PageParams, nullable};
 use crate::http::{ApiError, ApiResult, Json, ListOut, ListQuery, Principal};
@@ -400,7 +400,7 @@ pub async fn create_intervention(
     };
     check_definition(&state, &def).await?;
     let mut conn = state.db.acquire().await?;
-    match store::insert(&mut conn, &def).await {
+    match store::upsert(&mut conn, &def).await {
         Err(e) if e.is_conflict_on("interventions_name_key") => {
             return Err(ApiError::conflict(
                 "INTERVENTION_EXISTS",
@@ -503,7 +503,7 @@ pub async fn update_intervention(
     }
     check_definition(&state, &def).await?;
     let mut conn = state.db.acquire().await?;
-    store::save(&mut conn, &def).await?;
+    store::upsert(&mut conn, &def).await?;
     let saved = store::get(&mut conn, org, def.id)
         .await?
         .ok_or_else(|| ApiError::not_found(NOT_FOUND, "intervention"))?;
@@ -655,46 +655,26 @@ pub async fn create_intervention_ticket(
             &super::contacts::ContactOut::from(contact.clone()),
         )?;
     }
-    let (number, code_prefix) = organizations::next_ticket_number(&mut tx, org)
-        .await?
-        .ok_or_else(ApiError::unauthenticated)?;
     let subject: String = format!("{} ({})", def.title, input.uid)
         .chars()
         .take(SUBJECT_MAX)
         .collect();
-    let now = OffsetDateTime::now_utc();
-    let ticket = tickets::insert(
+    let ticket = open_ticket(
         &mut tx,
-        &Ticket {
-            id: new_id(),
-            organization_id: org,
-            number,
-            code: tickiti_domain::organization::ticket_code(&code_prefix, number),
+        &principal,
+        NewTicket {
             subject,
-            status: TicketStatus::New.as_str().to_owned(),
-            priority: Priority::Normal.as_str().to_owned(),
+            priority: Priority::Normal,
             queue_id: def.queue_id,
             assignee_id: None,
-            contact_id: contact.id,
-            contact_name: contact.name.clone(),
-            contact_email: contact.email.clone(),
+            contact: &contact,
             tags: Vec::new(),
-            version: 1,
-            created_at: now,
-            updated_at: now,
+            audit: json!({ "intervention": def.name, "uid": input.uid }),
         },
+        &mut events,
     )
     .await?;
-    audit::insert(
-        &mut tx,
-        org,
-        ticket.id,
-        Some(principal.user.id),
-        "ticket.created",
-        &json!({ "intervention": def.name, "uid": input.uid }),
-    )
-    .await?;
-    events.push(EventType::TicketCreated, &TicketOut::from(ticket.clone()))?;
+    let now = ticket.created_at;
     let inserted = store::insert_payload(
         &mut tx,
         &NewPayload {
@@ -921,12 +901,17 @@ pub async fn get_ticket_intervention(
     Path(id): Path<String>,
 ) -> ApiResult<axum::Json<TicketInterventionOut>> {
     principal.require(Ability::TicketsRead)?;
-    let mut conn = state.db.acquire().await?;
-    let ticket = find_ticket(&mut conn, &principal, &id, false).await?;
-    let (payload, def) = find_payload(&mut conn, principal.org(), ticket.id, false).await?;
-    Ok(axum::Json(
-        load_view(&mut conn, &ticket, &def, payload).await?,
-    ))
+    // One snapshot: the payload's status and the attempt log agree even while
+    // the dispatcher commits an attempt.
+    let mut tx = state
+        .db
+        .begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+        .await?;
+    let ticket = find_ticket(&mut tx, &principal, &id, false).await?;
+    let (payload, def) = find_payload(&mut tx, principal.org(), ticket.id, false).await?;
+    let view = load_view(&mut tx, &ticket, &def, payload).await?;
+    tx.commit().await?;
+    Ok(axum::Json(view))
 }
 
 /// A staff submit.
