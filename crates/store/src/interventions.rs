@@ -376,35 +376,29 @@ pub async fn accept(
 }
 
 /// An epilog call.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone)]
 pub struct Epilog {
     /// Id.
     pub id: Uuid,
     /// Organization.
-    #[serde(skip)]
     pub organization_id: Uuid,
     /// Payload.
-    #[serde(skip)]
     pub payload_id: Uuid,
     /// The staff response it reports.
     pub response_id: Uuid,
     /// The data bag sent.
-    #[serde(skip)]
     pub data: serde_json::Value,
     /// `pending`, `retrying`, `succeeded` or `failed`.
     pub status: String,
     /// Attempts started.
     pub attempt: i32,
     /// When the next attempt is due.
-    #[serde(with = "time::serde::rfc3339")]
     pub next_attempt_at: OffsetDateTime,
     /// Claimed by a dispatcher until then.
-    #[serde(skip)]
     pub locked_until: Option<OffsetDateTime>,
     /// The last attempt's problem.
     pub last_error: Option<String>,
     /// Creation time.
-    #[serde(with = "time::serde::rfc3339")]
     pub created_at: OffsetDateTime,
 }
 
@@ -508,7 +502,7 @@ pub async fn claim_epilog(
 }
 
 /// Ends an attempt: the call's new `status`, when the next is due and the
-/// last problem; releases the claim.
+/// last problem; releases the claim (a call ended meanwhile stays ended).
 pub async fn finish_attempt(
     conn: &mut PgConnection,
     id: Uuid,
@@ -519,7 +513,7 @@ pub async fn finish_attempt(
     sqlx::query!(
         "UPDATE intervention_epilogs
          SET status = $2, next_attempt_at = $3, last_error = $4, locked_until = NULL, updated_at = now()
-         WHERE id = $1",
+         WHERE id = $1 AND status IN ('pending', 'retrying')",
         id,
         status,
         next_attempt_at,
@@ -528,6 +522,20 @@ pub async fn finish_attempt(
     .execute(conn)
     .await?;
     Ok(())
+}
+
+/// Ends the open calls of a payload: a new submit supersedes them (an
+/// attempt in flight still logs itself but leaves the call ended).
+pub async fn supersede_epilogs(conn: &mut PgConnection, payload_id: Uuid) -> Result<u64> {
+    let done = sqlx::query!(
+        "UPDATE intervention_epilogs
+         SET status = 'failed', last_error = 'superseded by a later submit', updated_at = now()
+         WHERE payload_id = $1 AND status IN ('pending', 'retrying')",
+        payload_id
+    )
+    .execute(conn)
+    .await?;
+    Ok(done.rows_affected())
 }
 
 /// Open calls whose next attempt is overdue by `grace_seconds` and that no
@@ -553,14 +561,13 @@ pub async fn overdue_epilogs(
 }
 
 /// One attempt of an epilog call, as logged.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone)]
 pub struct Attempt {
     /// Id.
     pub id: Uuid,
     /// The call.
     pub epilog_id: Uuid,
     /// Payload.
-    #[serde(skip)]
     pub payload_id: Uuid,
     /// 1-based attempt number of the call.
     pub attempt: i32,
@@ -575,7 +582,6 @@ pub struct Attempt {
     /// What went wrong.
     pub error: Option<String>,
     /// When.
-    #[serde(with = "time::serde::rfc3339")]
     pub created_at: OffsetDateTime,
 }
 

@@ -527,6 +527,12 @@ async fn submit_posts_the_response_and_queues_the_epilog_in_one_transaction(db: 
         .await;
     assert_eq!(reply.status, 200, "{}", reply.body);
     assert_eq!(reply.body["epilogs"].as_array().unwrap().len(), 1);
+    // The call for the earlier response is superseded.
+    assert_eq!(reply.body["epilogs"][0]["status"], "failed");
+    assert_eq!(
+        reply.body["epilogs"][0]["last_error"],
+        "superseded by a later submit"
+    );
     let commands: i64 = sqlx::query_scalar(
         "SELECT count(*) FROM outbox WHERE event_type = 'command.intervention.epilog'",
     )

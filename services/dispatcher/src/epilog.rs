@@ -29,7 +29,7 @@ use serde::Deserialize;
 use serde_json::json;
 use sqlx::PgConnection;
 use tickiti_bus::{Bus, BusError, ConsumerSpec, IncomingMessage, Outcome};
-use tickiti_domain::intervention::{self, EPILOG_COMMAND, EpilogVerdict};
+use tickiti_domain::intervention::{self, EPILOG_COMMAND, EpilogVerdict, PayloadStatus};
 use tickiti_domain::{EventEnvelope, EventType, Visibility};
 use tickiti_store::interventions::{self as store, Attempt, Epilog, Intervention, Payload};
 use tickiti_store::{audit, messages, outbox, tickets};
@@ -193,12 +193,21 @@ async fn attempt_once(
 ) -> anyhow::Result<()> {
     let now = OffsetDateTime::now_utc();
     let max_attempts = i32::try_from(ctx.config.epilog_max_attempts).unwrap_or(i32::MAX);
-    let token = match &def.remote_bearer_token_sealed {
-        Some(sealed) => Some(ctx.secrets.open_string(sealed)?),
-        None => None,
+    // A token that no longer opens (another TICKITI_MASTER_KEY) is an attempt
+    // that fails and is logged, not an error that requeues the command forever.
+    let token = match def
+        .remote_bearer_token_sealed
+        .as_deref()
+        .map(|sealed| ctx.secrets.open_string(sealed))
+        .transpose()
+    {
+        Ok(token) => Ok(token),
+        Err(error) => Err(format!(
+            "the stored bearer token cannot be opened ({error}); is TICKITI_MASTER_KEY the api's?"
+        )),
     };
-    let answer = match (&def.remote_epilog_url, def.remote_enabled) {
-        (Some(url), true) => {
+    let answer = match (&def.remote_epilog_url, def.remote_enabled, &token) {
+        (Some(url), true, Ok(token)) => {
             let body = json!({
                 "ticket_id": payload.ticket_id,
                 "response_id": epilog.response_id,
@@ -228,15 +237,16 @@ async fn attempt_once(
         }
         _ => None,
     };
-    let verdict = match &answer {
-        Some(answer) => intervention::judge_epilog_answer(
+    let verdict = match (&answer, token) {
+        (Some(answer), _) => intervention::judge_epilog_answer(
             answer.status,
             answer.body.as_deref(),
             answer.error.as_deref(),
             epilog.response_id,
         ),
-        None => EpilogVerdict::Rejected(
-            "the intervention's remote is disabled or has no epilog URL".to_owned(),
+        (None, Err(reason)) => EpilogVerdict::Retry(reason),
+        (None, Ok(_)) => EpilogVerdict::Retry(
+            "not called: the intervention's remote is disabled or has no epilog URL".to_owned(),
         ),
     };
     tracing::info!(epilog.id = %epilog.id, attempt, verdict = ?verdict_name(&verdict), status = ?answer.as_ref().and_then(|a| a.status), "epilog attempt");
@@ -251,13 +261,21 @@ async fn attempt_once(
     let ending = match verdict {
         EpilogVerdict::Done => done("ok", None),
         EpilogVerdict::Final(final_object) => {
-            if apply_final(&mut tx, payload, def, epilog.response_id, &final_object).await? {
-                done("final_applied", None)
-            } else {
-                done(
+            match apply_final(&mut tx, payload, def, epilog.response_id, &final_object).await? {
+                Applied::Now => done("final_applied", None),
+                Applied::Before => done(
                     "final_already_applied",
                     Some("the final object was applied before; not applied again".to_owned()),
-                )
+                ),
+                Applied::Superseded => Ending {
+                    outcome: "final_superseded",
+                    error: Some(
+                        "not applied: the intervention was submitted again since, with another response"
+                            .to_owned(),
+                    ),
+                    status: "failed",
+                    next_attempt_at: now,
+                },
             }
         }
         EpilogVerdict::Rejected(reason) => Ending {
@@ -327,8 +345,8 @@ fn verdict_name(verdict: &EpilogVerdict) -> &'static str {
 /// (only while `submitted` for `response_id`), appends `ticket_audit` to the
 /// response's audit log, posts the final response rendered from the `final`
 /// template with the object's fields, and writes `intervention.accepted`
-/// (and the message events) to the outbox. `false`: it was applied before,
-/// nothing changed. A `final` template that fails to render leaves a clear
+/// (and the message events) to the outbox; anything but [`Applied::Now`]
+/// changed nothing. A `final` template that fails to render leaves a clear
 /// error in the audit log instead of a message.
 pub async fn apply_final(
     conn: &mut PgConnection,
@@ -336,11 +354,19 @@ pub async fn apply_final(
     def: &Intervention,
     response_id: Uuid,
     final_object: &serde_json::Map<String, serde_json::Value>,
-) -> anyhow::Result<bool> {
+) -> anyhow::Result<Applied> {
     let org = payload.organization_id;
     let object = serde_json::Value::Object(final_object.clone());
     if !store::accept(conn, payload.id, response_id, &object).await? {
-        return Ok(false);
+        let current = store::payload(conn, org, payload.id).await?;
+        let before = current.is_some_and(|p| {
+            p.status == PayloadStatus::Accepted.as_str() && p.response_id == Some(response_id)
+        });
+        return Ok(if before {
+            Applied::Before
+        } else {
+            Applied::Superseded
+        });
     }
     let ticket_audit = final_object
         .get("ticket_audit")
@@ -424,7 +450,19 @@ pub async fn apply_final(
         serde_json::to_value(&accepted)?,
     ));
     outbox::append(conn, &events).await?;
-    Ok(true)
+    Ok(Applied::Now)
+}
+
+/// What [`apply_final`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Applied {
+    /// Applied now.
+    Now,
+    /// Applied before (for this response): nothing changed.
+    Before,
+    /// Not applied: the intervention was submitted again since (another
+    /// response), or is no longer waiting for this one.
+    Superseded,
 }
 
 /// Picks up open calls that no dispatcher holds and that are overdue (their

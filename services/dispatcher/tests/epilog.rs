@@ -311,8 +311,19 @@ async fn the_final_object_applies_once_across_retries_and_duplicate_commands(db:
         )
         .await
         .unwrap();
-        assert!(!applied);
+        assert_eq!(applied, tickiti_dispatcher::epilog::Applied::Before);
     }
+    // A final object for some other response is not applied either.
+    let other = tickiti_dispatcher::epilog::apply_final(
+        &mut conn,
+        &payload,
+        &def,
+        Uuid::now_v7(),
+        final_object.as_object().unwrap(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(other, tickiti_dispatcher::epilog::Applied::Superseded);
     let relayed = poll_until(
         WAIT,
         || {

@@ -781,6 +781,84 @@ pub struct FieldOut {
     pub value: Option<serde_json::Value>,
 }
 
+/// An epilog call (one per submit that reached an enabled remote).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct EpilogOut {
+    /// Id; also the `Idempotency-Key` of each of its requests.
+    pub id: Uuid,
+    /// The staff response it reports.
+    pub response_id: Uuid,
+    /// `pending`, `retrying`, `succeeded` or `failed`.
+    pub status: String,
+    /// Attempts made so far.
+    pub attempt: i32,
+    /// When the next attempt is due (while `pending` or `retrying`).
+    #[serde(with = "time::serde::rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
+    pub next_attempt_at: OffsetDateTime,
+    /// The last attempt's problem.
+    pub last_error: Option<String>,
+    /// Creation time.
+    #[serde(with = "time::serde::rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
+    pub created_at: OffsetDateTime,
+}
+
+impl From<store::Epilog> for EpilogOut {
+    fn from(e: store::Epilog) -> Self {
+        EpilogOut {
+            id: e.id,
+            response_id: e.response_id,
+            status: e.status,
+            attempt: e.attempt,
+            next_attempt_at: e.next_attempt_at,
+            last_error: e.last_error,
+            created_at: e.created_at,
+        }
+    }
+}
+
+/// One attempt of an epilog call, as logged.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct EpilogAttemptOut {
+    /// Id.
+    pub id: Uuid,
+    /// The call.
+    pub epilog_id: Uuid,
+    /// 1-based attempt number within the call.
+    pub attempt: i32,
+    /// `ok`, `final_applied`, `final_already_applied`, `final_rejected`, `retry` or `gave_up`.
+    pub outcome: String,
+    /// HTTP status, when an answer came.
+    pub response_code: Option<i32>,
+    /// Duration of the request.
+    pub response_time_ms: Option<i32>,
+    /// Up to 4 KiB of the answer.
+    pub response_body: Option<String>,
+    /// What went wrong, or why it is retried.
+    pub error: Option<String>,
+    /// When.
+    #[serde(with = "time::serde::rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
+    pub created_at: OffsetDateTime,
+}
+
+impl From<store::Attempt> for EpilogAttemptOut {
+    fn from(a: store::Attempt) -> Self {
+        EpilogAttemptOut {
+            id: a.id,
+            epilog_id: a.epilog_id,
+            attempt: a.attempt,
+            outcome: a.outcome,
+            response_code: a.response_code,
+            response_time_ms: a.response_time_ms,
+            response_body: a.response_body,
+            error: a.error,
+            created_at: a.created_at,
+        }
+    }
+}
+
 /// A ticket's intervention: payload, status, fields and every epilog attempt.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct TicketInterventionOut {
@@ -809,12 +887,10 @@ pub struct TicketInterventionOut {
     pub final_object: Option<serde_json::Value>,
     /// UI fields, labels resolved.
     pub fields: Vec<FieldOut>,
-    /// Epilog calls (one per submit).
-    #[schema(value_type = Vec<Object>)]
-    pub epilogs: Vec<store::Epilog>,
+    /// Epilog calls (one per submit), oldest first.
+    pub epilogs: Vec<EpilogOut>,
     /// Every attempt of every epilog call, oldest first.
-    #[schema(value_type = Vec<Object>)]
-    pub epilog_attempts: Vec<store::Attempt>,
+    pub epilog_attempts: Vec<EpilogAttemptOut>,
     /// Creation time.
     #[serde(with = "time::serde::rfc3339")]
     #[schema(value_type = String, format = DateTime)]
@@ -853,7 +929,12 @@ async fn load_view(
         })
         .collect();
     let epilogs = store::epilogs_of(conn, payload.id).await?;
+    let epilogs = epilogs.into_iter().map(EpilogOut::from).collect();
     let epilog_attempts = store::attempts_of(conn, payload.id).await?;
+    let epilog_attempts = epilog_attempts
+        .into_iter()
+        .map(EpilogAttemptOut::from)
+        .collect();
     Ok(TicketInterventionOut {
         id: payload.id,
         intervention: payload.intervention,
@@ -1004,6 +1085,8 @@ pub async fn submit_ticket_intervention(
     )
     .await?;
     store::submit(&mut tx, payload.id, &data, message.id).await?;
+    // Calls for an earlier response stop: the remote hears about the latest.
+    store::supersede_epilogs(&mut tx, payload.id).await?;
     let epilog_id = if def.remote_enabled && def.remote_epilog_url.is_some() {
         let epilog_id = store::insert_epilog(&mut tx, org, payload.id, message.id, &data).await?;
         store::request_epilog(&mut tx, org, epilog_id).await?;
