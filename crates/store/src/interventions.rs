@@ -538,21 +538,14 @@ pub async fn supersede_epilogs(conn: &mut PgConnection, payload_id: Uuid) -> Res
     Ok(done.rows_affected())
 }
 
-/// Open calls whose next attempt is overdue by `grace_seconds` and that no
-/// dispatcher holds: their command was lost or their dispatcher stopped.
-pub async fn overdue_epilogs(
-    conn: &mut PgConnection,
-    grace_seconds: f64,
-    limit: i64,
-) -> Result<Vec<Uuid>> {
+/// Open calls that are due and that no worker holds, most overdue first.
+pub async fn due_epilogs(conn: &mut PgConnection, limit: i64) -> Result<Vec<Uuid>> {
     let rows = sqlx::query_scalar!(
         "SELECT id FROM intervention_epilogs
-         WHERE status IN ('pending', 'retrying')
-           AND next_attempt_at < now() - make_interval(secs => $1)
+         WHERE status IN ('pending', 'retrying') AND next_attempt_at <= now()
            AND (locked_until IS NULL OR locked_until < now())
          ORDER BY next_attempt_at
-         LIMIT $2",
-        grace_seconds,
+         LIMIT $1",
         limit
     )
     .fetch_all(conn)

@@ -5,14 +5,17 @@
 //! publishes it to `<prefix>.commands`, and this module consumes it from its
 //! own durable queue `<prefix>.dispatcher.epilog`.
 //!
-//! Each attempt is claimed in Postgres (`attempt + 1` with a lease, only
-//! when due and unclaimed), so a command delivered twice, or two
-//! dispatchers, never make the same attempt twice. Between attempts the
-//! handler sleeps until the stored `next_attempt_at` (exponential backoff
-//! with jitter, up to `EPILOG_MAX_ATTEMPTS`) and keeps the command unacked:
-//! after a restart the broker redelivers it and the loop resumes from the
-//! stored state. A sweeper picks up open calls that nobody holds (a lost
-//! command), so nothing waits forever.
+//! The call's state lives in Postgres: each attempt is claimed there
+//! (`attempt + 1` with a lease, only when due and unclaimed), so a command
+//! delivered twice, or two dispatchers, never make the same attempt twice.
+//! The command makes the first attempt at once and is acked once its
+//! attempts that are due are made; a retry is stored as `next_attempt_at`
+//! (exponential backoff with jitter, up to `EPILOG_MAX_ATTEMPTS`) and the
+//! scheduler ([`schedule`]) makes it when due. So a call waiting for its
+//! retry holds no consumer slot, and a restarted dispatcher (or another one)
+//! resumes every call from the stored state; a command relayed while no
+//! dispatcher ran is consumed later, and one that was lost is covered by the
+//! scheduler too.
 //!
 //! A final object is applied with a guarded state transition
 //! (`submitted` → `accepted` for that `response_id`), in the same transaction
@@ -41,12 +44,14 @@ use crate::Ctx;
 
 /// Seconds a claim outlives the call's time-out (then another dispatcher may take over).
 const LEASE_MARGIN_SECONDS: f64 = 30.0;
-/// How overdue an unclaimed open call must be before the sweeper takes it.
-const SWEEP_GRACE_SECONDS: f64 = 30.0;
-/// How often the sweeper looks.
-const SWEEP_EVERY: Duration = Duration::from_secs(5);
-/// Calls handled at once by one dispatcher.
+/// How often the scheduler looks for due calls.
+const SCHEDULE_EVERY: Duration = Duration::from_secs(1);
+/// A handler waits for an attempt due this soon instead of leaving it to the scheduler.
+const HOLD: Duration = Duration::from_secs(2);
+/// Commands handled at once by one dispatcher.
 const CONCURRENCY: u16 = 64;
+/// Calls the scheduler runs at once in one dispatcher.
+const SCHEDULED_MAX: usize = 256;
 
 /// The epilog command queue of `prefix`.
 pub fn queue_name(prefix: &str) -> String {
@@ -70,7 +75,7 @@ pub async fn declare(bus: &Bus) -> Result<(), BusError> {
     bus.declare_queue(&spec(bus)).await.map(|_| ())
 }
 
-/// Starts the consumer and the sweeper; both stop with `shutdown`.
+/// Starts the consumer and the scheduler; both stop with `shutdown`.
 pub fn start(ctx: Arc<Ctx>, shutdown: CancellationToken) -> tokio::task::JoinHandle<()> {
     let consumer = {
         let ctx = ctx.clone();
@@ -80,7 +85,7 @@ pub fn start(ctx: Arc<Ctx>, shutdown: CancellationToken) -> tokio::task::JoinHan
         })
     };
     tokio::spawn(async move {
-        sweep(ctx, shutdown).await;
+        schedule(ctx, shutdown).await;
         let _ = consumer.await;
     })
 }
@@ -91,7 +96,7 @@ struct EpilogCommand {
     epilog_id: Uuid,
 }
 
-/// Handles one epilog command: runs the call to its end, then acks.
+/// Handles one epilog command: makes the call's due attempts, then acks.
 pub async fn handle(ctx: &Ctx, message: IncomingMessage) -> Outcome {
     let command = match serde_json::from_slice::<EpilogCommand>(&message.payload) {
         Ok(command) => command,
@@ -110,8 +115,10 @@ pub async fn handle(ctx: &Ctx, message: IncomingMessage) -> Outcome {
     }
 }
 
-/// Makes the call's attempts until it is finished (succeeded or failed).
-/// Safe to run several times at once for the same call: each attempt is claimed once.
+/// Makes the call's attempts while they are due (or due within [`HOLD`]);
+/// returns when the call is finished, another worker holds it, or its next
+/// attempt is further away (the scheduler makes it then). Safe to run
+/// several times at once for the same call: each attempt is claimed once.
 pub async fn run_call(ctx: &Ctx, epilog_id: Uuid) -> anyhow::Result<()> {
     loop {
         let mut conn = ctx.db.acquire().await?;
@@ -122,15 +129,18 @@ pub async fn run_call(ctx: &Ctx, epilog_id: Uuid) -> anyhow::Result<()> {
             return Ok(());
         }
         let now = OffsetDateTime::now_utc();
-        let busy_until = epilog
-            .locked_until
-            .filter(|t| *t > now)
-            .unwrap_or(now)
-            .max(epilog.next_attempt_at);
-        if busy_until > now {
+        if epilog.locked_until.is_some_and(|t| t > now) {
+            return Ok(()); // another worker is making an attempt
+        }
+        if epilog.next_attempt_at > now {
+            let wait: Duration = (epilog.next_attempt_at - now)
+                .try_into()
+                .unwrap_or(Duration::ZERO);
+            if wait > HOLD {
+                return Ok(());
+            }
             drop(conn);
-            let wait = (busy_until - now).try_into().unwrap_or(Duration::ZERO);
-            tokio::time::sleep(wait.max(Duration::from_millis(50))).await;
+            tokio::time::sleep(wait).await;
             continue;
         }
         let Some((payload, def)) = load(&mut conn, &epilog).await? else {
@@ -138,10 +148,7 @@ pub async fn run_call(ctx: &Ctx, epilog_id: Uuid) -> anyhow::Result<()> {
         };
         let lease = f64::from(def.remote_timeout_seconds) + LEASE_MARGIN_SECONDS;
         let Some(attempt) = store::claim_epilog(&mut conn, epilog_id, lease).await? else {
-            // Another worker took it a moment ago (or the clocks differ a little).
-            drop(conn);
-            tokio::time::sleep(Duration::from_millis(100)).await;
-            continue;
+            return Ok(()); // another worker claimed it a moment ago
         };
         drop(conn);
         attempt_once(ctx, &epilog, &payload, &def, attempt).await?;
@@ -465,24 +472,28 @@ pub enum Applied {
     Superseded,
 }
 
-/// Picks up open calls that no dispatcher holds and that are overdue (their
-/// command was lost, or the dispatcher holding it stopped for good).
-async fn sweep(ctx: Arc<Ctx>, shutdown: CancellationToken) {
+/// The scheduler: every second, runs the open calls that are due and that
+/// no worker holds (retries, calls of a stopped dispatcher, lost commands).
+async fn schedule(ctx: Arc<Ctx>, shutdown: CancellationToken) {
     let running: Arc<Mutex<HashSet<Uuid>>> = Arc::default();
-    let mut tick = tokio::time::interval(SWEEP_EVERY);
+    let mut tick = tokio::time::interval(SCHEDULE_EVERY);
     loop {
         tokio::select! {
             () = shutdown.cancelled() => return,
             _ = tick.tick() => {}
         }
-        let overdue = async {
+        let room = SCHEDULED_MAX.saturating_sub(running.lock().map_or(SCHEDULED_MAX, |s| s.len()));
+        if room == 0 {
+            continue;
+        }
+        let due = async {
             let mut conn = ctx.db.acquire().await?;
-            store::overdue_epilogs(&mut conn, SWEEP_GRACE_SECONDS, 100).await
+            store::due_epilogs(&mut conn, i64::try_from(room).unwrap_or(0)).await
         };
-        let ids = match overdue.await {
+        let ids = match due.await {
             Ok(ids) => ids,
             Err(error) => {
-                tracing::warn!(%error, "looking for overdue epilog calls failed");
+                tracing::warn!(%error, "looking for due epilog calls failed");
                 continue;
             }
         };
@@ -500,7 +511,7 @@ async fn sweep(ctx: Arc<Ctx>, shutdown: CancellationToken) {
                     () = stop.cancelled() => {}
                     result = run_call(&ctx, id) => {
                         if let Err(error) = result {
-                            tracing::warn!(%error, epilog.id = %id, "sweeping an epilog call failed");
+                            tracing::warn!(%error, epilog.id = %id, "a scheduled epilog attempt failed; retried on a later tick");
                         }
                     }
                 }

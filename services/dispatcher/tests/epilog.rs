@@ -492,7 +492,8 @@ async fn a_retry_survives_a_dispatcher_restart(db: PgPool) {
     assert_eq!(shown["epilog_attempts"][0]["outcome"], "retry", "{shown}");
     assert_eq!(shown["epilogs"][0]["status"], "retrying");
 
-    // Stopped while waiting for the retry: the command stays unacked.
+    // Stopped while the call waits for its retry (its command is acked by
+    // now): the stored call alone brings the retry to the next dispatcher.
     first.stop().await;
     let (responder, calls) = final_answer(None);
     receiver.behave_at("/refund", Behaviour::Respond(responder));
