@@ -65,7 +65,6 @@ pub fn spec(bus: &Bus) -> ConsumerSpec {
         bindings: vec![(bus.commands_exchange(), EPILOG_COMMAND.to_owned())],
         prefetch: CONCURRENCY,
         concurrency: usize::from(CONCURRENCY),
-        consumer_tag: String::new(),
         ..ConsumerSpec::default()
     }
 }
@@ -105,14 +104,14 @@ pub async fn handle(ctx: &Ctx, message: IncomingMessage) -> Outcome {
             return Outcome::Reject;
         }
     };
-    match run_call(ctx, command.epilog_id).await {
-        Ok(()) => Outcome::Ack,
-        Err(error) => {
-            tracing::warn!(%error, epilog.id = %command.epilog_id, "epilog call interrupted; the command is requeued");
-            tokio::time::sleep(Duration::from_millis(500)).await;
-            Outcome::Requeue
-        }
+    // The command is only a wake-up: the call itself was committed in
+    // Postgres before the command was published, so after a failure here
+    // (e.g. the database away) the scheduler makes the attempt once it can;
+    // requeueing would only spin.
+    if let Err(error) = run_call(ctx, command.epilog_id).await {
+        tracing::warn!(%error, epilog.id = %command.epilog_id, "epilog attempt failed; the scheduler retries it");
     }
+    Outcome::Ack
 }
 
 /// Makes the call's attempts while they are due (or due within [`HOLD`]);
