@@ -6,6 +6,7 @@
 pub mod ability;
 pub mod event;
 pub mod filter;
+pub mod intervention;
 pub mod mention;
 pub mod organization;
 pub mod ticket;

@@ -9,6 +9,7 @@
 pub mod audit;
 pub mod contacts;
 pub mod idempotency;
+pub mod interventions;
 pub mod mentions;
 pub mod messages;
 pub mod organizations;

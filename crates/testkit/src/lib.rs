@@ -209,6 +209,17 @@ impl TestApp {
             .await
     }
 
+    /// `POST` JSON with a token and an `Idempotency-Key`.
+    pub async fn post_with_key(&self, path: &str, token: &str, key: &str, body: Value) -> Reply {
+        let request = self
+            .client
+            .post(self.url(path))
+            .bearer_auth(token)
+            .header("idempotency-key", key)
+            .json(&body);
+        Reply::read(request.send().await.unwrap()).await
+    }
+
     /// `PATCH` JSON with a token.
     pub async fn patch(&self, path: &str, token: &str, body: Value) -> Reply {
         self.call(reqwest::Method::PATCH, path, token, Some(body))

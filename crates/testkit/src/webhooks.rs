@@ -34,6 +34,9 @@ pub fn dispatcher_config(prefix: &str) -> Config {
         log_retention: Duration::from_secs(30 * 86_400),
         concurrency: 64,
         endpoint_concurrency: 8,
+        epilog_max_attempts: 4,
+        epilog_retry_min: Duration::from_millis(200),
+        epilog_retry_max: Duration::from_secs(1),
     }
 }
 
@@ -152,6 +155,9 @@ impl TestDispatcher {
             for queue in tickiti_dispatcher::topology::Queues::new(prefix).all() {
                 let _ = bus.delete_queue(&queue).await;
             }
+            let _ = bus
+                .delete_queue(&tickiti_dispatcher::epilog::queue_name(prefix))
+                .await;
             let _ = bus.delete_topology().await;
         }
         cancel.cancel();
@@ -177,7 +183,38 @@ pub enum Behaviour {
     Hang(Duration),
     /// 302 to this location.
     Redirect(String),
+    /// Whatever the function answers for the request (e.g. a JSON body
+    /// echoing a field of the request), with `Content-Type: application/json`.
+    Respond(Responder),
 }
+
+/// What [`Behaviour::Respond`] answers: `(delay, status, body)` for a request.
+pub type RespondFn = dyn Fn(&Received) -> (Duration, u16, String) + Send + Sync;
+
+/// A shared answering function; two are equal when they are the same function.
+#[derive(Clone)]
+pub struct Responder(pub Arc<RespondFn>);
+
+impl Responder {
+    /// Wraps `f`.
+    pub fn new(f: impl Fn(&Received) -> (Duration, u16, String) + Send + Sync + 'static) -> Self {
+        Self(Arc::new(f))
+    }
+}
+
+impl std::fmt::Debug for Responder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Responder(..)")
+    }
+}
+
+impl PartialEq for Responder {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
+}
+
+impl Eq for Responder {}
 
 /// One recorded request.
 #[derive(Debug, Clone)]
@@ -299,14 +336,15 @@ async fn answer(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
+    let received = Received {
+        path: path.to_owned(),
+        headers,
+        body,
+        at: Instant::now(),
+    };
     let behaviour = {
         let mut state = state.lock().unwrap();
-        state.received.push(Received {
-            path: path.to_owned(),
-            headers,
-            body,
-            at: Instant::now(),
-        });
+        state.received.push(received.clone());
         state
             .per_path
             .iter()
@@ -333,5 +371,15 @@ async fn answer(
             (StatusCode::OK, "late").into_response()
         }
         Behaviour::Redirect(to) => (StatusCode::FOUND, [("location", to)], "").into_response(),
+        Behaviour::Respond(responder) => {
+            let (delay, status, body) = (responder.0)(&received);
+            tokio::time::sleep(delay).await;
+            (
+                StatusCode::from_u16(status).unwrap(),
+                [("content-type", "application/json")],
+                body,
+            )
+                .into_response()
+        }
     }
 }

@@ -15,6 +15,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
 use reqwest::dns::{Addrs, Name, Resolve, Resolving};
 use reqwest::header::HeaderMap;
 use tickiti_domain::webhook::{self, classify_ip};
@@ -119,7 +120,29 @@ impl SafeClient {
     }
 
     /// POSTs `body` with `headers`; never fails, the answer says what happened.
-    pub async fn post(&self, url: &str, headers: HeaderMap, body: bytes::Bytes) -> Answer {
+    pub async fn post(&self, url: &str, headers: HeaderMap, body: Bytes) -> Answer {
+        self.send(url, headers, body, None).await
+    }
+
+    /// Like [`SafeClient::post`] with its own whole-request `timeout`
+    /// (an intervention's `remote_timeout_seconds`) instead of the client's.
+    pub async fn post_with_timeout(
+        &self,
+        url: &str,
+        headers: HeaderMap,
+        body: Bytes,
+        timeout: Duration,
+    ) -> Answer {
+        self.send(url, headers, body, Some(timeout)).await
+    }
+
+    async fn send(
+        &self,
+        url: &str,
+        headers: HeaderMap,
+        body: Bytes,
+        timeout: Option<Duration>,
+    ) -> Answer {
         let started = Instant::now();
         let fail = |error: String| Answer {
             elapsed: started.elapsed(),
@@ -138,13 +161,11 @@ impl SafeClient {
                 "refused: {class} address, which webhooks may not reach"
             ));
         }
-        let sent = self
-            .client
-            .post(parsed)
-            .headers(headers)
-            .body(body)
-            .send()
-            .await;
+        let mut request = self.client.post(parsed).headers(headers).body(body);
+        if let Some(timeout) = timeout {
+            request = request.timeout(timeout);
+        }
+        let sent = request.send().await;
         let mut response = match sent {
             Ok(response) => response,
             Err(error) => return fail(describe(&error)),
@@ -247,9 +268,7 @@ mod tests {
             "http://[::ffff:127.0.0.1]:9/x",
             "http://localhost:9/x",
         ] {
-            let answer = client
-                .post(url, HeaderMap::new(), bytes::Bytes::new())
-                .await;
+            let answer = client.post(url, HeaderMap::new(), Bytes::new()).await;
             assert!(answer.status.is_none(), "{url}");
             let error = answer.error.unwrap();
             assert!(error.contains("refused"), "{url}: {error}");

@@ -81,6 +81,15 @@ pub struct Config {
     /// Requests in flight at once to one endpoint.
     #[arg(long, env = "DISPATCHER_ENDPOINT_CONCURRENCY", default_value_t = 8)]
     pub endpoint_concurrency: usize,
+    /// Most attempts of an intervention epilog call (CONTRACT §4).
+    #[arg(long, env = "EPILOG_MAX_ATTEMPTS", default_value_t = 8)]
+    pub epilog_max_attempts: u32,
+    /// Delay before an epilog call's first retry; it doubles (with jitter) each attempt.
+    #[arg(long, env = "EPILOG_RETRY_MIN", default_value = "5s", value_parser = parse_duration)]
+    pub epilog_retry_min: Duration,
+    /// Longest delay between two epilog attempts.
+    #[arg(long, env = "EPILOG_RETRY_MAX", default_value = "5m", value_parser = parse_duration)]
+    pub epilog_retry_max: Duration,
 }
 
 impl Config {

@@ -1,4 +1,5 @@
-//! `tickiti-dispatcher`: delivers webhooks (CONTRACT §3).
+//! `tickiti-dispatcher`: delivers webhooks (CONTRACT §3) and makes
+//! intervention epilog calls (CONTRACT §4, see [`epilog`]).
 //!
 //! It consumes `<prefix>.dispatcher.events` (bound to `<prefix>.events`),
 //! writes one delivery row per subscribed endpoint, queues each attempt on
@@ -15,6 +16,7 @@ pub mod batch;
 pub mod client;
 pub mod config;
 pub mod deliver;
+pub mod epilog;
 pub mod fanout;
 pub mod gate;
 pub mod metrics;
@@ -198,13 +200,13 @@ async fn readyz(State(ctx): State<Arc<Ctx>>) -> (StatusCode, axum::Json<serde_js
 async fn run(ctx: Arc<Ctx>, shutdown: CancellationToken) {
     loop {
         let present: Result<Option<String>, _> =
-            sqlx::query_scalar("SELECT to_regclass('webhook_attempts')::text")
+            sqlx::query_scalar("SELECT to_regclass('intervention_epilog_attempts')::text")
                 .fetch_one(&ctx.db)
                 .await;
         if matches!(present, Ok(Some(_))) {
             break;
         }
-        tracing::info!("waiting for the api's migrations (webhook tables)");
+        tracing::info!("waiting for the api's migrations (webhook and intervention tables)");
         tokio::select! {
             () = shutdown.cancelled() => return,
             () = tokio::time::sleep(Duration::from_secs(2)) => {}
@@ -241,7 +243,9 @@ async fn run(ctx: Arc<Ctx>, shutdown: CancellationToken) {
                 async move { deliver::handle(&ctx, message).await }
             })
     };
+    let epilogs = epilog::start(ctx.clone(), shutdown.clone());
     housekeeping(&ctx, &shutdown).await;
+    let _ = epilogs.await;
     let _ = events.await;
     let _ = deliveries.await;
     // First attempts already under way may finish and be logged (one
@@ -263,7 +267,11 @@ async fn run(ctx: Arc<Ctx>, shutdown: CancellationToken) {
 async fn declare_until_done(ctx: &Ctx, shutdown: &CancellationToken) {
     loop {
         if ctx.bus.wait_connected(Duration::from_secs(1)).await {
-            match ctx.queues.declare(&ctx.bus).await {
+            let declared = async {
+                ctx.queues.declare(&ctx.bus).await?;
+                epilog::declare(&ctx.bus).await
+            };
+            match declared.await {
                 Ok(()) => {
                     ctx.queues_ready
                         .store(true, std::sync::atomic::Ordering::Relaxed);

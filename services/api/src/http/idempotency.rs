@@ -26,9 +26,20 @@ pub static REPLAYED: HeaderName = HeaderName::from_static("idempotent-replayed")
 /// Longest key accepted.
 const KEY_MAX: usize = 255;
 
-/// Whether the route demands a key (`POST /intervention-tickets`, later).
+/// Whether the route demands a key: a request extension a layer may set.
 #[derive(Debug, Clone, Copy)]
 pub struct KeyRequired;
+
+/// Routes that demand a key (CONTRACT §2: `POST /intervention-tickets`).
+pub const KEY_REQUIRED_ROUTES: &[&str] = &["/api/v1/intervention-tickets"];
+
+fn key_required(req: &Request) -> bool {
+    req.extensions().get::<KeyRequired>().is_some()
+        || req
+            .extensions()
+            .get::<MatchedPath>()
+            .is_some_and(|p| KEY_REQUIRED_ROUTES.contains(&p.as_str()))
+}
 
 /// The middleware; a route layer, so the matched route is known.
 pub async fn idempotency(State(state): State<AppState>, req: Request, next: Next) -> Response {
@@ -42,7 +53,7 @@ async fn run(state: AppState, req: Request, next: Next) -> Result<Response, Resp
         return Ok(next.run(req).await);
     }
     let key = match req.headers().get(&IDEMPOTENCY_KEY) {
-        None if req.extensions().get::<KeyRequired>().is_some() => {
+        None if key_required(&req) => {
             return Err(ApiError::new(
                 StatusCode::BAD_REQUEST,
                 "IDEMPOTENCY_KEY_REQUIRED",

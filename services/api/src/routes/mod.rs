@@ -4,6 +4,7 @@
 pub mod auth;
 pub mod contacts;
 pub mod health;
+pub mod interventions;
 pub mod mentions;
 pub mod messages;
 pub mod perspectives;
@@ -25,7 +26,7 @@ use crate::state::AppState;
 #[openapi(
     info(
         title = "Tickiti API",
-        description = "Tickets, messages, contacts, time entries, queues, perspectives, mentions and webhooks. \
+        description = "Tickets, messages, contacts, time entries, queues, perspectives, mentions, webhooks and interventions. \
                        Errors are application/problem+json (RFC 9457) with a stable `code`.",
         license(name = "AGPL-3.0-or-later")
     ),
@@ -69,5 +70,6 @@ pub fn api_v1() -> OpenApiRouter<AppState> {
         .merge(perspectives::router())
         .merge(mentions::router())
         .merge(webhooks::router())
+        .merge(interventions::router())
         .merge(realtime::router())
 }

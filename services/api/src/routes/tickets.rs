@@ -348,50 +348,23 @@ pub async fn create_ticket(
         }
         (None, None) => return Err(ApiError::invalid_field("contact", "is required")),
     };
-    let (number, code_prefix) = organizations::next_ticket_number(&mut tx, org)
-        .await?
-        .ok_or_else(ApiError::unauthenticated)?;
-    let now = OffsetDateTime::now_utc();
-    let ticket = tickets::insert(
+    let ticket = open_ticket(
         &mut tx,
-        &Ticket {
-            id: new_id(),
-            organization_id: org,
-            number,
-            code: tickiti_domain::organization::ticket_code(&code_prefix, number),
+        &principal,
+        NewTicket {
             subject: input.subject.trim().to_owned(),
-            status: TicketStatus::New.as_str().to_owned(),
-            priority: input
-                .priority
-                .unwrap_or(Priority::Normal)
-                .as_str()
-                .to_owned(),
+            priority: input.priority.unwrap_or(Priority::Normal),
             queue_id: input.queue_id,
             assignee_id: input.assignee_id,
-            contact_id: contact.id,
-            contact_name: contact.name.clone(),
-            contact_email: contact.email.clone(),
+            contact: &contact,
             tags: normalize_tags(tags),
-            version: 1,
-            created_at: now,
-            updated_at: now,
+            audit: json!({}),
         },
+        &mut events,
     )
     .await?;
     let out = TicketOut::from(ticket.clone());
-    audit::insert(
-        &mut tx,
-        org,
-        ticket.id,
-        Some(principal.user.id),
-        "ticket.created",
-        &json!({}),
-    )
-    .await?;
-    events.push(EventType::TicketCreated, &out)?;
-    if ticket.assignee_id.is_some() {
-        events.push(EventType::TicketAssigned, &out)?;
-    }
+    let now = ticket.created_at;
     if let Some(body) = &input.message {
         let message = messages::insert(
             &mut tx,
@@ -414,6 +387,76 @@ pub async fn create_ticket(
     events.append(&mut tx).await?;
     state.commit(tx).await?;
     Ok(with_etag(StatusCode::CREATED, out))
+}
+
+/// What opening a ticket takes (`POST /tickets`, `POST /intervention-tickets`).
+pub struct NewTicket<'a> {
+    /// Subject, trimmed.
+    pub subject: String,
+    /// Priority.
+    pub priority: Priority,
+    /// Queue (checked by the caller).
+    pub queue_id: Option<Uuid>,
+    /// Assignee (checked by the caller).
+    pub assignee_id: Option<Uuid>,
+    /// The contact, found or created.
+    pub contact: &'a contacts::Contact,
+    /// Tags, normalized.
+    pub tags: Vec<String>,
+    /// Detail of the `ticket.created` audit entry.
+    pub audit: serde_json::Value,
+}
+
+/// Opens a ticket in `tx`: its number and code, the row, the
+/// `ticket.created` audit entry and events (`ticket.assigned` too when assigned).
+pub async fn open_ticket(
+    tx: &mut PgConnection,
+    principal: &Principal,
+    new: NewTicket<'_>,
+    events: &mut EventBatch,
+) -> ApiResult<Ticket> {
+    let org = principal.org();
+    let (number, code_prefix) = organizations::next_ticket_number(tx, org)
+        .await?
+        .ok_or_else(ApiError::unauthenticated)?;
+    let now = OffsetDateTime::now_utc();
+    let ticket = tickets::insert(
+        tx,
+        &Ticket {
+            id: new_id(),
+            organization_id: org,
+            number,
+            code: tickiti_domain::organization::ticket_code(&code_prefix, number),
+            subject: new.subject,
+            status: TicketStatus::New.as_str().to_owned(),
+            priority: new.priority.as_str().to_owned(),
+            queue_id: new.queue_id,
+            assignee_id: new.assignee_id,
+            contact_id: new.contact.id,
+            contact_name: new.contact.name.clone(),
+            contact_email: new.contact.email.clone(),
+            tags: new.tags,
+            version: 1,
+            created_at: now,
+            updated_at: now,
+        },
+    )
+    .await?;
+    audit::insert(
+        tx,
+        org,
+        ticket.id,
+        Some(principal.user.id),
+        "ticket.created",
+        &new.audit,
+    )
+    .await?;
+    let out = TicketOut::from(ticket.clone());
+    events.push(EventType::TicketCreated, &out)?;
+    if ticket.assignee_id.is_some() {
+        events.push(EventType::TicketAssigned, &out)?;
+    }
+    Ok(ticket)
 }
 
 /// Read a ticket.

@@ -282,7 +282,7 @@ fn invalid_url(problem: &UrlProblem) -> ApiError {
 /// Checks the form of `url` and, unless private networks are allowed, where
 /// its host resolves (every address must be public). The dispatcher checks
 /// the address again when it connects, so a later DNS change cannot slip by.
-async fn check_url(state: &AppState, text: &str) -> ApiResult<String> {
+pub(crate) async fn check_url(state: &AppState, text: &str) -> ApiResult<String> {
     let require_https = state.webhooks.https_required(state.config.environment);
     let url = webhook::parse_url(text, require_https).map_err(|p| invalid_url(&p))?;
     if state.webhooks.allow_private_networks {
