@@ -3,6 +3,7 @@
 //! server in this test. The remote opens an intervention ticket, a staff
 //! member submits, the remote receives the epilog call and answers with a
 //! final object, and the ticket shows the final response and the audit text.
+#![allow(clippy::unwrap_used)]
 
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
