@@ -36,8 +36,9 @@ use crate::topology::{WorkMessage, now_ms, wait_for};
 /// How long the previous secret keeps signing after a rotation (CONTRACT §3).
 pub const ROTATION_OVERLAP: time::Duration = time::Duration::hours(24);
 
-/// How long a first attempt may wait for its endpoint's turn before it goes
-/// to the work queue instead (and its claim with it).
+/// How long a first attempt may wait for its endpoint's turn (a free slot
+/// and its rate limit) before it goes to the work queue instead (and its
+/// claim with it).
 pub const FIRST_ATTEMPT_GATE_WAIT: Duration = Duration::from_secs(10);
 
 /// First attempts waiting for one endpoint in this process at most; more go
@@ -123,13 +124,20 @@ pub async fn first_attempt(ctx: &Arc<Ctx>, first: FirstAttempt) {
         body,
         claimed_at,
     } = first;
-    let entered = tokio::time::timeout_at(
-        claimed_at + FIRST_ATTEMPT_GATE_WAIT,
+    // Its endpoint's turn: a slot, then its rate limit's next start. Both
+    // count against the claim's lease, so waiting too long hands it over.
+    let turn = tokio::time::timeout_at(claimed_at + FIRST_ATTEMPT_GATE_WAIT, async {
+        let pass = ctx
+            .gates
+            .enter_within(endpoint.id, FIRST_ATTEMPT_WAITING_CAP)
+            .await?;
         ctx.gates
-            .enter_within(endpoint.id, FIRST_ATTEMPT_WAITING_CAP),
-    )
+            .pace(endpoint.id, endpoint.rate_limit_per_second)
+            .await;
+        Some(pass)
+    })
     .await;
-    let Ok(Some(pass)) = entered else {
+    let Ok(Some(pass)) = turn else {
         ctx.metrics.parked();
         if let Err(error) = hand_over(ctx, delivery.id).await {
             // The claim runs out and the sweeper queues it.
@@ -137,9 +145,6 @@ pub async fn first_attempt(ctx: &Arc<Ctx>, first: FirstAttempt) {
         }
         return;
     };
-    ctx.gates
-        .pace(endpoint.id, endpoint.rate_limit_per_second)
-        .await;
     if let Err(error) = send_and_record(ctx, pass, &endpoint, &delivery, 1, body).await {
         tracing::warn!(%error, delivery.id = %delivery.id, "first attempt not recorded; its claim runs out and the sweeper queues it again");
     }

@@ -602,6 +602,84 @@ async fn rate_limit_waits_and_a_hanging_endpoint_does_not_hold_up_others(db: PgP
     TestDispatcher::cleanup(&app.prefix).await;
 }
 
+/// A rate-limited endpoint with more waiting than its limit lets through
+/// within a first attempt's wait: the rest go to the work queue, and each
+/// delivery still arrives, paced, with one attempt logged.
+#[sqlx::test(migrator = "tickiti_store::MIGRATOR")]
+async fn a_rate_limited_backlog_longer_than_the_first_attempt_wait_arrives_once(db: PgPool) {
+    let app = TestApp::spawn(db.clone()).await;
+    let receiver = Receiver::start().await;
+    let org = app.org("Paced").await;
+    create_endpoint(
+        &app,
+        &org,
+        json!({ "url": receiver.url("/paced"), "events": ["contact.created"], "rate_limit_per_second": 2 }),
+    )
+    .await;
+    // Written while no dispatcher runs, so they reach it as one backlog:
+    // 30 at 2/s is 15 s, past the 10 s a first attempt may wait.
+    TestDispatcher::declare_queues(&app.prefix).await;
+    for i in 0..30 {
+        app.post(
+            "/api/v1/contacts",
+            &org.token,
+            json!({ "email": format!("p{i}@example.com") }),
+        )
+        .await;
+    }
+    assert!(
+        poll_until(WAIT, || app.unpublished_events(), |n| *n == 0).await == 0,
+        "the events reached the broker"
+    );
+    let dispatcher = TestDispatcher::spawn(&app).await;
+    let got = receiver
+        .wait_until(Duration::from_secs(60), |r| r.len() >= 30)
+        .await;
+    let ids: std::collections::HashSet<&str> = got
+        .iter()
+        .filter_map(|r| r.header("x-tickiti-delivery"))
+        .collect();
+    assert_eq!(ids.len(), 30, "every delivery arrived");
+    let (succeeded, attempts): (i64, i64) = poll_until(
+        WAIT,
+        || async {
+            sqlx::query_as(
+                "SELECT (SELECT count(*) FROM webhook_deliveries WHERE status = 'success'),
+                        (SELECT count(*) FROM webhook_attempts)",
+            )
+            .fetch_one(&db)
+            .await
+            .unwrap()
+        },
+        |(s, _)| *s == 30,
+    )
+    .await;
+    assert_eq!(succeeded, 30);
+    assert_eq!(
+        attempts, 30,
+        "one attempt each: none sent twice after a hand-over"
+    );
+    assert_eq!(
+        got.len(),
+        30,
+        "no delivery arrived twice ({} requests)",
+        got.len()
+    );
+    let metrics = dispatcher.metrics().await;
+    assert!(
+        !metrics.contains("tickiti_webhook_parked_total 0\n"),
+        "the part beyond the wait went through the work queue:\n{metrics}"
+    );
+    let spread = got[29].at - got[0].at;
+    assert!(
+        spread >= Duration::from_millis(14_000),
+        "paced at 2/s: {spread:?}"
+    );
+    dispatcher.stop().await;
+    receiver.stop();
+    TestDispatcher::cleanup(&app.prefix).await;
+}
+
 #[sqlx::test(migrator = "tickiti_store::MIGRATOR")]
 async fn one_organizations_burst_keeps_anothers_p99_low(db: PgPool) {
     let app = TestApp::spawn(db.clone()).await;
