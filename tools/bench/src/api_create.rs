@@ -33,18 +33,9 @@ pub struct Args {
     /// Bearer token able to create tickets (without --spawn).
     #[arg(long, env = "TICKITI_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
-    /// Postgres server: the scratch database (for pgbench, and the api with
-    /// --spawn) is created there. Use the api's server.
-    #[arg(
-        long,
-        env = "DATABASE_URL",
-        default_value = "postgres://postgres@127.0.0.1:5432/postgres",
-        hide_env_values = true
-    )]
-    pub database_url: String,
-    /// RabbitMQ for the spawned api.
-    #[arg(long, env = "AMQP_URL", default_value = tickiti_bus::DEFAULT_AMQP_URL, hide_env_values = true)]
-    pub amqp_url: String,
+    /// Where the scratch database and the bus live.
+    #[command(flatten)]
+    pub servers: spawn::Servers,
     /// Requests (and pgbench clients) in flight at once.
     #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..=1000))]
     pub concurrency: u32,
@@ -104,7 +95,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         );
     }
     let version = pgbench::check_installed(&args.pgbench)?;
-    let scratch = Scratch::create(&args.database_url).await?;
+    let scratch = Scratch::create(&args.servers.database_url).await?;
     let result = with_scratch(&args, &scratch, &version).await;
     let name = scratch.name.clone();
     let dropped = scratch.drop_database().await;
@@ -126,7 +117,7 @@ async fn with_scratch(args: &Args, scratch: &Scratch, version: &str) -> anyhow::
         .context("cannot create the pgbench table")?;
 
     let spawned = if args.spawn {
-        Some(spawn::start(scratch, &args.amqp_url, args.db_connections).await?)
+        Some(spawn::start(scratch, &args.servers.amqp_url, args.db_connections).await?)
     } else {
         None
     };

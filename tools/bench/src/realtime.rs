@@ -44,17 +44,9 @@ pub struct Args {
     /// Seconds of measured load.
     #[arg(long, default_value_t = 10)]
     pub duration: u64,
-    /// Postgres server: a scratch database is created there.
-    #[arg(
-        long,
-        env = "DATABASE_URL",
-        default_value = "postgres://postgres@127.0.0.1:5432/postgres",
-        hide_env_values = true
-    )]
-    pub database_url: String,
-    /// RabbitMQ.
-    #[arg(long, env = "AMQP_URL", default_value = tickiti_bus::DEFAULT_AMQP_URL, hide_env_values = true)]
-    pub amqp_url: String,
+    /// Where the scratch database and the bus live.
+    #[command(flatten)]
+    pub servers: spawn::Servers,
     /// The `tickiti-realtime` binary (default: beside this one; build it with
     /// `cargo build --release -p tickiti-realtime`).
     #[arg(long)]
@@ -67,7 +59,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         bail!("--clients must be at least --orgs (and --orgs at least 1)");
     }
     let bin = spawn::sibling_binary("tickiti-realtime", args.realtime_bin.as_deref())?;
-    let scratch = Scratch::create(&args.database_url).await?;
+    let scratch = Scratch::create(&args.servers.database_url).await?;
     let outcome = measure(&args, &bin, &scratch).await;
     if let Err(error) = scratch.drop_database().await {
         eprintln!("warning: {error:#}");
@@ -93,7 +85,7 @@ struct FrameData<'a> {
 }
 
 async fn measure(args: &Args, bin: &PathBuf, scratch: &Scratch) -> anyhow::Result<()> {
-    let api = spawn::start(scratch, &args.amqp_url, 20).await?;
+    let api = spawn::start(scratch, &args.servers.amqp_url, 20).await?;
     let result = async {
         let pool = scratch.pool(5).await?;
         tickiti_realtime::migrator()
@@ -138,7 +130,7 @@ async fn measure(args: &Args, bin: &PathBuf, scratch: &Scratch) -> anyhow::Resul
         let mut command = std::process::Command::new(bin);
         command
             .env("DATABASE_URL", &scratch.url)
-            .env("AMQP_URL", &args.amqp_url)
+            .env("AMQP_URL", &args.servers.amqp_url)
             .env("TICKITI_BUS_PREFIX", &api.prefix)
             .env("REALTIME_LISTEN", format!("127.0.0.1:{port}"))
             .env("REALTIME_ADMIN_LISTEN", format!("127.0.0.1:{admin_port}"))

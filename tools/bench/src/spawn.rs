@@ -15,6 +15,23 @@ use tickiti_domain::Ability;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
+/// The Postgres server and RabbitMQ every benchmark runs against.
+#[derive(Debug, Clone, clap::Args)]
+pub struct Servers {
+    /// Postgres server: a scratch database is created there (and dropped at
+    /// the end); the services under test use it.
+    #[arg(
+        long,
+        env = "DATABASE_URL",
+        default_value = "postgres://postgres@127.0.0.1:5432/postgres",
+        hide_env_values = true
+    )]
+    pub database_url: String,
+    /// RabbitMQ; each run uses a bus prefix of its own.
+    #[arg(long, env = "AMQP_URL", default_value = tickiti_bus::DEFAULT_AMQP_URL, hide_env_values = true)]
+    pub amqp_url: String,
+}
+
 /// A database `tickiti_bench_<random>` made for one run; call [`Scratch::drop_database`] at the end.
 #[derive(Debug)]
 pub struct Scratch {

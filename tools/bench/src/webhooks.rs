@@ -69,17 +69,9 @@ pub struct Args {
     /// Rounds; medians are reported.
     #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..))]
     pub repeat: u32,
-    /// Postgres server: a scratch database is created there.
-    #[arg(
-        long,
-        env = "DATABASE_URL",
-        default_value = "postgres://postgres@127.0.0.1:5432/postgres",
-        hide_env_values = true
-    )]
-    pub database_url: String,
-    /// RabbitMQ.
-    #[arg(long, env = "AMQP_URL", default_value = tickiti_bus::DEFAULT_AMQP_URL, hide_env_values = true)]
-    pub amqp_url: String,
+    /// Where the scratch database and the bus live.
+    #[command(flatten)]
+    pub servers: spawn::Servers,
     /// The `tickiti-dispatcher` binary (default: beside this one; build it
     /// with `cargo build --release -p tickiti-dispatcher`).
     #[arg(long)]
@@ -89,10 +81,10 @@ pub struct Args {
 /// Runs the benchmark and prints its report.
 pub async fn run(args: Args) -> anyhow::Result<()> {
     let bin = spawn::sibling_binary("tickiti-dispatcher", args.dispatcher_bin.as_deref())?;
-    let scratch = Scratch::create(&args.database_url).await?;
+    let scratch = Scratch::create(&args.servers.database_url).await?;
     let api = spawn::start_with(
         &scratch,
-        &args.amqp_url,
+        &args.servers.amqp_url,
         20,
         WebhookConfig {
             allow_private_networks: true,
@@ -318,7 +310,7 @@ async fn measure(
             );
         }
     }
-    declare_queues(&args.amqp_url, &api.prefix, queues).await?;
+    declare_queues(&args.servers.amqp_url, &api.prefix, queues).await?;
     let pool = scratch.pool(2).await?;
     let endpoints = args.endpoints as usize;
     let baseline_concurrency = DISPATCHER_CONCURRENCY.min(ENDPOINT_CONCURRENCY * endpoints);
@@ -329,7 +321,7 @@ async fn measure(
         receiver.reset();
         let created = create_tickets(&http, api, args.events as usize).await?;
         wait_outbox_drained(&pool).await?;
-        let mut dispatcher = start_dispatcher(bin, scratch, api, &args.amqp_url)?;
+        let mut dispatcher = start_dispatcher(bin, scratch, api, &args.servers.amqp_url)?;
         dispatcher
             .0
             .wait_ready(&format!("http://{}/readyz", dispatcher.1), |_| true)
