@@ -155,9 +155,6 @@ impl TestDispatcher {
             for queue in tickiti_dispatcher::topology::Queues::new(prefix).all() {
                 let _ = bus.delete_queue(&queue).await;
             }
-            let _ = bus
-                .delete_queue(&tickiti_dispatcher::epilog::queue_name(prefix))
-                .await;
             let _ = bus.delete_topology().await;
         }
         cancel.cancel();

@@ -50,9 +50,13 @@ impl Queues {
         format!("{}.dispatcher.retry.{ms}ms", self.prefix)
     }
 
-    /// Every queue name (for clean-up).
+    /// Every queue name of the dispatcher, the epilog queue included (for clean-up).
     pub fn all(&self) -> Vec<String> {
-        let mut names = vec![self.events.clone(), self.deliveries.clone()];
+        let mut names = vec![
+            self.events.clone(),
+            self.deliveries.clone(),
+            crate::epilog::queue_name(&self.prefix),
+        ];
         names.extend(TIERS_MS.iter().map(|ms| self.tier(*ms)));
         names
     }
