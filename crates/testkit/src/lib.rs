@@ -283,7 +283,40 @@ impl TestApp {
 impl Drop for TestApp {
     fn drop(&mut self) {
         self.shutdown.cancel();
+        // The prefix's exchanges would outlive the test on the shared broker
+        // (hundreds a run). Deleted here, on a thread with a runtime of its
+        // own (this may run inside the test's), and waited for: nextest runs
+        // each test as a process that exits right after.
+        let prefix = self.prefix.clone();
+        let _ = std::thread::spawn(move || {
+            let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            else {
+                return;
+            };
+            runtime.block_on(delete_exchanges(&prefix));
+        })
+        .join();
     }
+}
+
+/// Deletes the exchanges of `prefix` (best effort: gives up after 2 s
+/// without a broker, e.g. in a fault test that failed with it stopped).
+async fn delete_exchanges(prefix: &str) {
+    let cancel = CancellationToken::new();
+    let bus = Bus::start(
+        BusConfig {
+            amqp_url: amqp_url(),
+            prefix: prefix.to_owned(),
+            connection_name: "tickiti-test-cleanup".into(),
+        },
+        cancel.clone(),
+    );
+    if bus.wait_connected(Duration::from_secs(2)).await {
+        let _ = bus.delete_topology().await;
+    }
+    cancel.cancel();
 }
 
 /// A response, read.
