@@ -30,14 +30,6 @@ fn binary(name: &str) -> PathBuf {
     bin
 }
 
-fn database_url(db: &PgPool) -> String {
-    let base = std::env::var("DATABASE_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
-    let name = db.connect_options().get_database().unwrap().to_owned();
-    let (server, _) = base.rsplit_once('/').unwrap();
-    format!("{server}/{name}")
-}
-
 /// A service process with the variables both services share.
 fn service(name: &str, db_url: &str, prefix: &str) -> Command {
     let mut command = Command::new(binary(name));
@@ -60,14 +52,6 @@ impl Drop for Running {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 fn admin(db_url: &str, prefix: &str, args: &[&str]) -> Value {
@@ -112,7 +96,7 @@ async fn call(request: reqwest::RequestBuilder, want: u16) -> Value {
 
 #[sqlx::test(migrator = "tickiti_store::MIGRATOR")]
 async fn remote_opens_staff_submits_remote_finalizes_across_processes(db: PgPool) {
-    let db_url = database_url(&db);
+    let db_url = tickiti_testkit::database_url(&db);
     let prefix = tickiti_testkit::unique_prefix();
     let http = reqwest::Client::new();
 
@@ -151,7 +135,7 @@ async fn remote_opens_staff_submits_remote_finalizes_across_processes(db: PgPool
     };
     let staff = token("staff", "*");
     let remote = token("shop", "create-ticket");
-    let api_port = free_port();
+    let api_port = tickiti_testkit::free_port();
     let _api = Running(
         service("tickiti-api", &db_url, &prefix)
             .env("TICKITI_LISTEN", format!("127.0.0.1:{api_port}"))
@@ -162,7 +146,7 @@ async fn remote_opens_staff_submits_remote_finalizes_across_processes(db: PgPool
     );
     let api = format!("http://127.0.0.1:{api_port}");
     wait_ready(&http, &format!("{api}/readyz")).await;
-    let dispatcher_port = free_port();
+    let dispatcher_port = tickiti_testkit::free_port();
     let _dispatcher = Running(
         service("tickiti-dispatcher", &db_url, &prefix)
             .env("DISPATCHER_LISTEN", format!("127.0.0.1:{dispatcher_port}"))

@@ -1,5 +1,6 @@
-//! One call from each `main` sets up logging: JSON lines on stdout when
-//! `LOG_FORMAT=json`, human-readable otherwise, level from `RUST_LOG`.
+//! What every service's `main` shares: one call sets up logging (JSON lines
+//! on stdout when `LOG_FORMAT=json`, human-readable otherwise, level from
+//! `RUST_LOG`), and [`shutdown_signal`] waits for the signal to stop.
 //! (Traces and metrics export arrive with the operations kit.)
 
 use tracing_subscriber::EnvFilter;
@@ -40,4 +41,27 @@ pub fn init(service: &str, output: Output) {
     if installed.is_ok() {
         tracing::info!(service, json, "logging initialised");
     }
+}
+
+/// Resolves on SIGTERM (what `docker stop` sends) or Ctrl-C, whichever
+/// comes first; on Ctrl-C alone where SIGTERM cannot be listened for.
+pub async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(term) => term,
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
 }

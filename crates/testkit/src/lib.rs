@@ -40,6 +40,30 @@ pub fn amqp_url() -> String {
     std::env::var("AMQP_URL").unwrap_or_else(|_| tickiti_bus::DEFAULT_AMQP_URL.to_owned())
 }
 
+/// The URL of a test's database (`sqlx::test` made it on the server
+/// `DATABASE_URL` names), for a service started as a child process.
+pub fn database_url(db: &PgPool) -> String {
+    let base = std::env::var("DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
+    let name = db
+        .connect_options()
+        .get_database()
+        .unwrap_or("postgres")
+        .to_owned();
+    let server = base
+        .rsplit_once('/')
+        .map_or(base.as_str(), |(server, _)| server);
+    format!("{server}/{name}")
+}
+
+/// A free local port, for a service started as a child process.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .map(|addr| addr.port())
+        .unwrap()
+}
+
 /// A bus prefix no other test uses.
 pub fn unique_prefix() -> String {
     format!("test_{}", Uuid::now_v7().simple())

@@ -102,7 +102,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let api =
                 tickiti_api::serve_with(listener, db, cli.config, cli.webhooks, shutdown.clone())?;
             tokio::spawn(async move {
-                wait_for_signal().await;
+                tickiti_telemetry::shutdown_signal().await;
                 tracing::info!("shutting down: finishing in-flight requests");
                 shutdown.cancel();
             });
@@ -161,25 +161,4 @@ async fn administer(
             json!({ "token_id": id, "token": token })
         }
     })
-}
-
-async fn wait_for_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
-    #[cfg(unix)]
-    {
-        let mut term =
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(term) => term,
-                Err(_) => {
-                    let _ = ctrl_c.await;
-                    return;
-                }
-            };
-        tokio::select! {
-            _ = ctrl_c => {}
-            _ = term.recv() => {}
-        }
-    }
-    #[cfg(not(unix))]
-    let _ = ctrl_c.await;
 }

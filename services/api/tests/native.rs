@@ -10,15 +10,6 @@ use sqlx::PgPool;
 
 const BIN: &str = env!("CARGO_BIN_EXE_tickiti-api");
 
-/// The URL of the test's own database (same server as `DATABASE_URL`).
-fn database_url(db: &PgPool) -> String {
-    let base = std::env::var("DATABASE_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
-    let name = db.connect_options().get_database().unwrap().to_owned();
-    let (server, _) = base.rsplit_once('/').unwrap();
-    format!("{server}/{name}")
-}
-
 fn api(db_url: &str, prefix: &str) -> Command {
     let mut command = Command::new(BIN);
     command
@@ -41,7 +32,7 @@ fn run_json(command: &mut Command) -> Value {
 
 #[sqlx::test(migrator = "tickiti_store::MIGRATOR")]
 async fn the_binary_migrates_administers_serves_and_stops_gracefully(db: PgPool) {
-    let url = database_url(&db);
+    let url = tickiti_testkit::database_url(&db);
     let prefix = tickiti_testkit::unique_prefix();
     assert_eq!(
         run_json(api(&url, &prefix).arg("migrate"))["status"],
@@ -98,11 +89,7 @@ async fn the_binary_migrates_administers_serves_and_stops_gracefully(db: PgPool)
         .unwrap();
     assert!(!bad.status.success());
 
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = tickiti_testkit::free_port();
     let mut server = api(&url, &prefix)
         .env("TICKITI_LISTEN", format!("127.0.0.1:{port}"))
         .stdout(Stdio::null())

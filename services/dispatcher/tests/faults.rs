@@ -62,15 +62,8 @@ fn arrived(receiver: &Receiver) -> HashSet<String> {
 
 /// The real binary, against the test's database and prefix.
 async fn spawn_binary(db: &PgPool, prefix: &str) -> tokio::process::Child {
-    let name: String = sqlx::query_scalar("SELECT current_database()")
-        .fetch_one(db)
-        .await
-        .unwrap();
-    let base = std::env::var("DATABASE_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
-    let server = base.rsplit_once('/').map_or(base.as_str(), |(s, _)| s);
     tokio::process::Command::new(env!("CARGO_BIN_EXE_tickiti-dispatcher"))
-        .env("DATABASE_URL", format!("{server}/{name}"))
+        .env("DATABASE_URL", tickiti_testkit::database_url(db))
         .env("AMQP_URL", tickiti_testkit::amqp_url())
         .env("TICKITI_BUS_PREFIX", prefix)
         .env("DISPATCHER_LISTEN", "127.0.0.1:0")

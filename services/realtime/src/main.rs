@@ -85,32 +85,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 tickiti_realtime::serve(listener, admin_listener, db, cli.config, shutdown.clone())
                     .await?;
             tokio::spawn(async move {
-                wait_for_signal().await;
+                tickiti_telemetry::shutdown_signal().await;
                 tracing::info!("shutting down: closing sockets with 1001");
                 shutdown.cancel();
             });
             realtime.finished.await?
         }
     }
-}
-
-async fn wait_for_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
-    #[cfg(unix)]
-    {
-        let mut term =
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(term) => term,
-                Err(_) => {
-                    let _ = ctrl_c.await;
-                    return;
-                }
-            };
-        tokio::select! {
-            _ = ctrl_c => {}
-            _ = term.recv() => {}
-        }
-    }
-    #[cfg(not(unix))]
-    let _ = ctrl_c.await;
 }
