@@ -113,7 +113,37 @@ impl fmt::Debug for Bus {
     }
 }
 
+/// A bus for one short job (declaring queues, cleaning up after a test or a
+/// benchmark): its connections close when it is dropped.
+#[derive(Debug)]
+pub struct BriefBus {
+    bus: Bus,
+}
+
+impl std::ops::Deref for BriefBus {
+    type Target = Bus;
+
+    fn deref(&self) -> &Bus {
+        &self.bus
+    }
+}
+
+impl Drop for BriefBus {
+    fn drop(&mut self) {
+        self.bus.inner.cancel.cancel();
+    }
+}
+
 impl Bus {
+    /// Connects for one short job; `None` when the broker is not reachable
+    /// within `timeout`.
+    pub async fn connect_briefly(config: BusConfig, timeout: Duration) -> Option<BriefBus> {
+        let brief = BriefBus {
+            bus: Bus::start(config, CancellationToken::new()),
+        };
+        brief.wait_connected(timeout).await.then_some(brief)
+    }
+
     /// Spawns the connection supervisors and returns at once; must run inside a tokio runtime.
     ///
     /// The broker does not need to be up: the supervisors retry forever (with

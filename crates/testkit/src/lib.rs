@@ -328,19 +328,14 @@ impl Drop for TestApp {
 /// Deletes the exchanges of `prefix` (best effort: gives up after 2 s
 /// without a broker, e.g. in a fault test that failed with it stopped).
 async fn delete_exchanges(prefix: &str) {
-    let cancel = CancellationToken::new();
-    let bus = Bus::start(
-        BusConfig {
-            amqp_url: amqp_url(),
-            prefix: prefix.to_owned(),
-            connection_name: "tickiti-test-cleanup".into(),
-        },
-        cancel.clone(),
-    );
-    if bus.wait_connected(Duration::from_secs(2)).await {
+    let config = BusConfig {
+        amqp_url: amqp_url(),
+        prefix: prefix.to_owned(),
+        connection_name: "tickiti-test-cleanup".into(),
+    };
+    if let Some(bus) = Bus::connect_briefly(config, Duration::from_secs(2)).await {
         let _ = bus.delete_topology().await;
     }
-    cancel.cancel();
 }
 
 /// A response, read.

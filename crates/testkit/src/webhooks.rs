@@ -123,41 +123,35 @@ impl TestDispatcher {
     /// Declares the dispatcher's queues for `prefix` (so events published
     /// before a dispatcher process is up wait in its durable queue).
     pub async fn declare_queues(prefix: &str) {
-        let cancel = CancellationToken::new();
-        let bus = Bus::start(
+        let bus = Bus::connect_briefly(
             BusConfig {
                 amqp_url: amqp_url(),
                 prefix: prefix.to_owned(),
                 connection_name: "tickiti-test-declare".into(),
             },
-            cancel.clone(),
-        );
-        assert!(bus.wait_connected(Duration::from_secs(10)).await);
+            Duration::from_secs(10),
+        )
+        .await
+        .expect("RabbitMQ is not reachable");
         tickiti_dispatcher::topology::Queues::new(prefix)
             .declare(&bus)
             .await
             .unwrap();
-        cancel.cancel();
     }
 
     /// Deletes the dispatcher's queues and the prefix's exchanges.
     pub async fn cleanup(prefix: &str) {
-        let cancel = CancellationToken::new();
-        let bus = Bus::start(
-            BusConfig {
-                amqp_url: amqp_url(),
-                prefix: prefix.to_owned(),
-                connection_name: "tickiti-test-cleanup".into(),
-            },
-            cancel.clone(),
-        );
-        if bus.wait_connected(Duration::from_secs(10)).await {
+        let config = BusConfig {
+            amqp_url: amqp_url(),
+            prefix: prefix.to_owned(),
+            connection_name: "tickiti-test-cleanup".into(),
+        };
+        if let Some(bus) = Bus::connect_briefly(config, Duration::from_secs(10)).await {
             for queue in tickiti_dispatcher::topology::Queues::new(prefix).all() {
                 let _ = bus.delete_queue(&queue).await;
             }
             let _ = bus.delete_topology().await;
         }
-        cancel.cancel();
     }
 }
 

@@ -47,7 +47,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     let dispatcher = tickiti_dispatcher::serve(listener, db, cli.config, shutdown.clone())?;
     tokio::spawn(async move {
         tickiti_telemetry::shutdown_signal().await;
-        tracing::info!("shutting down: unfinished deliveries stay unacked and come back");
+        tracing::info!(
+            "shutting down: first attempts under way finish; unacked messages come back"
+        );
         shutdown.cancel();
     });
     dispatcher.finished.await?

@@ -203,34 +203,29 @@ impl SpawnedApi {
             eprintln!("warning: the api did not stop within 10 s");
         }
         self.pool.close().await;
-        let cancel = CancellationToken::new();
-        let bus = Bus::start(
-            BusConfig {
-                amqp_url: self.amqp_url,
-                prefix: self.prefix.clone(),
-                connection_name: "tickiti-bench-cleanup".into(),
-            },
-            cancel.clone(),
-        );
-        if bus.wait_connected(Duration::from_secs(5)).await {
-            for queue in queues {
-                if let Err(error) = bus.delete_queue(queue).await {
-                    eprintln!("warning: queue {queue} not deleted: {error}");
-                }
-            }
-            if let Err(error) = bus.delete_topology().await {
-                eprintln!(
-                    "warning: exchanges of prefix {} not deleted: {error}",
-                    self.prefix
-                );
-            }
-        } else {
+        let config = BusConfig {
+            amqp_url: self.amqp_url,
+            prefix: self.prefix.clone(),
+            connection_name: "tickiti-bench-cleanup".into(),
+        };
+        let Some(bus) = Bus::connect_briefly(config, Duration::from_secs(5)).await else {
             eprintln!(
                 "warning: RabbitMQ unreachable; exchanges of prefix {} left behind",
                 self.prefix
             );
+            return;
+        };
+        for queue in queues {
+            if let Err(error) = bus.delete_queue(queue).await {
+                eprintln!("warning: queue {queue} not deleted: {error}");
+            }
         }
-        cancel.cancel();
+        if let Err(error) = bus.delete_topology().await {
+            eprintln!(
+                "warning: exchanges of prefix {} not deleted: {error}",
+                self.prefix
+            );
+        }
     }
 }
 

@@ -406,27 +406,18 @@ async fn parked_count(http: &reqwest::Client, addr: SocketAddr) -> u64 {
 }
 
 async fn declare_queues(amqp_url: &str, prefix: &str, queues: &Queues) -> anyhow::Result<()> {
-    let cancel = CancellationToken::new();
-    let bus = Bus::start(
-        BusConfig {
-            amqp_url: amqp_url.to_owned(),
-            prefix: prefix.to_owned(),
-            connection_name: "tickiti-bench-declare".into(),
-        },
-        cancel.clone(),
-    );
-    let declared = async {
-        if !bus.wait_connected(Duration::from_secs(10)).await {
-            bail!("RabbitMQ unreachable at {}", spawn::redact(amqp_url));
-        }
-        queues
-            .declare(&bus)
-            .await
-            .context("cannot declare the dispatcher's queues")
-    }
-    .await;
-    cancel.cancel();
-    declared
+    let config = BusConfig {
+        amqp_url: amqp_url.to_owned(),
+        prefix: prefix.to_owned(),
+        connection_name: "tickiti-bench-declare".into(),
+    };
+    let bus = Bus::connect_briefly(config, Duration::from_secs(10))
+        .await
+        .ok_or_else(|| anyhow::anyhow!("RabbitMQ unreachable at {}", spawn::redact(amqp_url)))?;
+    queues
+        .declare(&bus)
+        .await
+        .context("cannot declare the dispatcher's queues")
 }
 
 /// A dispatcher process on the bench's database and prefix, and its health address.
