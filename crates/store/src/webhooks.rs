@@ -687,7 +687,7 @@ pub struct FinishedAttempt {
 /// was deleted, is not).
 pub async fn finish_attempts(
     conn: &mut PgConnection,
-    finished: &[FinishedAttempt],
+    finished: &[&FinishedAttempt],
 ) -> Result<Vec<Uuid>> {
     if finished.is_empty() {
         return Ok(Vec::new());

@@ -97,7 +97,7 @@ async fn record_batch(
     db: &PgPool,
     batch: &[(FinishedAttempt, Option<EndpointChange>)],
 ) -> anyhow::Result<std::collections::HashSet<Uuid>> {
-    let finished: Vec<FinishedAttempt> = batch.iter().map(|(f, _)| f.clone()).collect();
+    let finished: Vec<&FinishedAttempt> = batch.iter().map(|(f, _)| f).collect();
     let mut tx = db.begin().await?;
     let updated = webhooks::finish_attempts(&mut tx, &finished).await?;
     for change in batch.iter().filter_map(|(_, c)| c.as_ref()) {
