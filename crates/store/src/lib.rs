@@ -29,6 +29,37 @@ pub use sqlx::{PgConnection, PgPool};
 /// The migrations of the api's database, embedded in the binary.
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/api");
 
+/// Opens a service's pool, retrying for a short window (CONTRACT §1: a
+/// database that stays unreachable is a clear start-up error). Sessions run
+/// with JIT compilation off: every statement here is short, and a plan
+/// whose estimate crosses `jit_above_cost` (a count over a large
+/// organization, say) would spend tens of milliseconds compiling for a
+/// query that runs in one.
+pub async fn connect(url: &str, max_connections: u32) -> std::result::Result<PgPool, sqlx::Error> {
+    use std::time::Duration;
+
+    let options = url
+        .parse::<sqlx::postgres::PgConnectOptions>()?
+        .options([("jit", "off")]);
+    let pool = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(max_connections)
+        // A broken connection surfaces as a query error anyway; a ping per
+        // checkout would add a round trip to every request.
+        .test_before_acquire(false)
+        .acquire_timeout(Duration::from_secs(5));
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    loop {
+        match pool.clone().connect_with(options.clone()).await {
+            Ok(pool) => return Ok(pool),
+            Err(error) if tokio::time::Instant::now() < deadline => {
+                tracing::warn!(%error, "database not reachable yet; retrying");
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+            Err(error) => return Err(error),
+        }
+    }
+}
+
 /// A database failure, with the constraint named when one was violated.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {

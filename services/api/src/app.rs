@@ -8,7 +8,6 @@ use axum::extract::DefaultBodyLimit;
 use axum::http::StatusCode;
 use axum::middleware::{from_fn, from_fn_with_state};
 use sqlx::PgPool;
-use sqlx::postgres::PgPoolOptions;
 use tickiti_bus::{Bus, BusConfig};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -53,23 +52,9 @@ pub fn router(state: AppState) -> (Router, utoipa::openapi::OpenApi) {
 /// Opens the database pool, retrying for a short window (CONTRACT §1: a
 /// database that stays unreachable is a clear start-up error).
 pub async fn connect_database(config: &Config) -> anyhow::Result<PgPool> {
-    let options = PgPoolOptions::new()
-        .max_connections(config.database_max_connections)
-        // A broken connection surfaces as a query error anyway; a ping per
-        // checkout would add a round trip to every request.
-        .test_before_acquire(false)
-        .acquire_timeout(Duration::from_secs(5));
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
-    loop {
-        match options.clone().connect(&config.database_url).await {
-            Ok(pool) => return Ok(pool),
-            Err(error) if tokio::time::Instant::now() < deadline => {
-                tracing::warn!(%error, "database not reachable yet; retrying");
-                tokio::time::sleep(Duration::from_millis(500)).await;
-            }
-            Err(error) => anyhow::bail!("database unreachable at start-up: {error}"),
-        }
-    }
+    tickiti_store::connect(&config.database_url, config.database_max_connections)
+        .await
+        .map_err(|error| anyhow::anyhow!("database unreachable at start-up: {error}"))
 }
 
 /// A running api: its address and the handle to stop it.

@@ -32,7 +32,6 @@ use axum::http::StatusCode;
 use axum::routing::get;
 use serde_json::json;
 use sqlx::PgPool;
-use sqlx::postgres::PgPoolOptions;
 use tickiti_bus::{Bus, BusConfig};
 use tickiti_crypto::SecretBox;
 use tokio::net::TcpListener;
@@ -79,20 +78,9 @@ const FAN_OUT_HANDLERS: usize = 256;
 
 /// Opens the database pool, retrying for a short window (CONTRACT §1).
 pub async fn connect_database(config: &Config) -> anyhow::Result<PgPool> {
-    let options = PgPoolOptions::new()
-        .max_connections(config.database_max_connections)
-        .acquire_timeout(Duration::from_secs(5));
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
-    loop {
-        match options.clone().connect(&config.database_url).await {
-            Ok(pool) => return Ok(pool),
-            Err(error) if tokio::time::Instant::now() < deadline => {
-                tracing::warn!(%error, "database not reachable yet; retrying");
-                tokio::time::sleep(Duration::from_millis(500)).await;
-            }
-            Err(error) => anyhow::bail!("database unreachable at start-up: {error}"),
-        }
-    }
+    tickiti_store::connect(&config.database_url, config.database_max_connections)
+        .await
+        .map_err(|error| anyhow::anyhow!("database unreachable at start-up: {error}"))
 }
 
 /// A running dispatcher.
