@@ -66,6 +66,24 @@ pub async fn list_visible(
     Ok(rows)
 }
 
+/// Every perspective of the organization, shared and private, in order.
+pub async fn list_of_organization(
+    conn: &mut PgConnection,
+    organization_id: Uuid,
+) -> Result<Vec<Perspective>> {
+    let rows = sqlx::query_as!(
+        Perspective,
+        "SELECT id, organization_id, user_id, name, filters, position, created_at, updated_at
+         FROM perspectives
+         WHERE organization_id = $1
+         ORDER BY position, id",
+        organization_id
+    )
+    .fetch_all(conn)
+    .await?;
+    Ok(rows)
+}
+
 /// A perspective `user_id` can see, locked until the transaction ends.
 pub async fn get_visible(
     conn: &mut PgConnection,

@@ -253,42 +253,62 @@ pub async fn list(
     Ok(Page::from_rows(rows, limit, |t| t.id))
 }
 
-/// How many of the organization's tickets match `filter`.
-pub async fn count(
+/// How many of the organization's tickets match each filter (`me` resolves
+/// `assignee_id=me`), in one statement however many filters: counting all of
+/// an organization's perspectives is one round trip, not one per perspective.
+pub async fn count_each(
     conn: &mut PgConnection,
     organization_id: Uuid,
-    filter: &TicketFilter,
-    me: Uuid,
-) -> Result<i64> {
-    let args = FilterArgs::new(filter, me);
-    let n = sqlx::query_scalar!(
-        r#"SELECT count(*) AS "n!"
-         FROM tickets t
-         WHERE t.organization_id = $1
-           AND ($2::text[] IS NULL OR t.status = ANY($2))
-           AND ($3::text[] IS NULL OR t.priority = ANY($3))
-           AND ($4::uuid IS NULL OR t.queue_id = $4)
-           AND (NOT $5::bool OR t.assignee_id IS NULL)
-           AND ($6::uuid IS NULL OR t.assignee_id = $6)
-           AND ($7::uuid IS NULL OR t.contact_id = $7)
-           AND ($8::text IS NULL OR t.tags @> ARRAY[$8::text])
-           AND ($9::text IS NULL
-                OR t.search @@ websearch_to_tsquery('simple', $9)
-                OR EXISTS (SELECT 1 FROM messages m
-                           WHERE m.ticket_id = t.id AND m.search @@ websearch_to_tsquery('simple', $9)))
-           AND ($10::timestamptz IS NULL OR t.updated_at >= $10)"#,
+    filters: &[(&TicketFilter, Uuid)],
+) -> Result<Vec<i64>> {
+    if filters.is_empty() {
+        return Ok(Vec::new());
+    }
+    // The filters travel as one JSON array of the same parameters `list` takes.
+    let args: Vec<serde_json::Value> = filters
+        .iter()
+        .map(|(filter, me)| {
+            let args = FilterArgs::new(filter, *me);
+            serde_json::json!({
+                "statuses": args.statuses,
+                "priorities": args.priorities,
+                "queue_id": filter.queue_id,
+                "unassigned": args.unassigned,
+                "assignee": args.assignee,
+                "contact_id": filter.contact_id,
+                "tag": filter.tag,
+                "q": filter.q,
+                "updated_since": filter
+                    .updated_since
+                    .and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok()),
+            })
+        })
+        .collect();
+    let counts = sqlx::query_scalar!(
+        r#"SELECT (SELECT count(*)
+                   FROM tickets t
+                   WHERE t.organization_id = $1
+                     AND (f.statuses IS NULL OR t.status = ANY(f.statuses))
+                     AND (f.priorities IS NULL OR t.priority = ANY(f.priorities))
+                     AND (f.queue_id IS NULL OR t.queue_id = f.queue_id)
+                     AND (NOT f.unassigned OR t.assignee_id IS NULL)
+                     AND (f.assignee IS NULL OR t.assignee_id = f.assignee)
+                     AND (f.contact_id IS NULL OR t.contact_id = f.contact_id)
+                     AND (f.tag IS NULL OR t.tags @> ARRAY[f.tag])
+                     AND (f.q IS NULL
+                          OR t.search @@ websearch_to_tsquery('simple', f.q)
+                          OR EXISTS (SELECT 1 FROM messages m
+                                     WHERE m.ticket_id = t.id AND m.search @@ websearch_to_tsquery('simple', f.q)))
+                     AND (f.updated_since IS NULL OR t.updated_at >= f.updated_since)) AS "n!"
+         FROM jsonb_array_elements($2::jsonb) WITH ORDINALITY AS e(filter, position),
+              jsonb_to_record(e.filter) AS f(statuses text[], priorities text[], queue_id uuid,
+                  unassigned bool, assignee uuid, contact_id uuid, tag text, q text,
+                  updated_since timestamptz)
+         ORDER BY e.position"#,
         organization_id,
-        args.statuses.as_deref(),
-        args.priorities.as_deref(),
-        filter.queue_id,
-        args.unassigned,
-        args.assignee,
-        filter.contact_id,
-        filter.tag.as_deref(),
-        filter.q.as_deref(),
-        filter.updated_since
+        serde_json::Value::Array(args)
     )
-    .fetch_one(conn)
+    .fetch_all(conn)
     .await?;
-    Ok(n)
+    Ok(counts)
 }

@@ -371,3 +371,107 @@ async fn two_admins_demoting_each_other_at_once_leave_one_admin(db: PgPool) {
         }
     }
 }
+
+/// Every filter a perspective can hold counts the same tickets the ticket
+/// list shows for that filter (the counts are one statement for all
+/// perspectives; the list is another).
+#[sqlx::test(migrator = "tickiti_store::MIGRATOR")]
+async fn perspective_counts_match_the_ticket_list_for_every_filter(db: PgPool) {
+    let app = TestApp::spawn(db).await;
+    let org = app.org("Acme").await;
+    let (agent_id, _, agent) = app.user(&org, "Bob", Role::Agent, &[Ability::All]).await;
+    let queue = app
+        .post("/api/v1/queues", &org.token, json!({ "name": "Billing" }))
+        .await;
+    assert_eq!(queue.status, 201, "{}", queue.body);
+    let queue_id = queue.body["id"].as_str().unwrap().to_owned();
+    let before = time::OffsetDateTime::now_utc()
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap();
+    let mut contact_id = String::new();
+    for n in 0..6 {
+        let email = if n % 3 == 0 {
+            "ann@example.com"
+        } else {
+            "bo@example.com"
+        };
+        let body = json!({
+            "subject": format!("Invoice question {n}"),
+            "contact": { "email": email },
+            "message": if n == 4 { "The flux capacitor is broken" } else { "Hello" },
+            "priority": if n % 2 == 0 { "high" } else { "low" },
+            "tags": if n < 2 { json!(["vip"]) } else { json!([]) },
+            "queue_id": if n == 5 { json!(queue_id) } else { json!(null) },
+            "assignee_id": if n == 1 || n == 2 { json!(agent_id) } else { json!(null) },
+        });
+        let created = app.post("/api/v1/tickets", &org.token, body).await;
+        assert_eq!(created.status, 201, "{}", created.body);
+        if n == 0 {
+            contact_id = created.body["contact_id"].as_str().unwrap().to_owned();
+        }
+    }
+    let future = "2999-01-01T00:00:00Z";
+    let filters = [
+        json!({ "status": "new,open" }),
+        json!({ "priority": "high" }),
+        json!({ "queue_id": queue_id }),
+        json!({ "assignee_id": agent_id }),
+        json!({ "assignee_id": "none" }),
+        json!({ "assignee_id": "me", "priority": "low" }),
+        json!({ "contact_id": contact_id }),
+        json!({ "tag": "vip" }),
+        json!({ "q": "capacitor" }),
+        json!({ "q": "invoice" }),
+        json!({ "updated_since": before }),
+        json!({ "updated_since": future }),
+        json!({ "tag": "vip", "priority": "low", "assignee_id": "me" }),
+    ];
+    let mut ids = Vec::new();
+    for (n, filters) in filters.iter().enumerate() {
+        let made = app
+            .post(
+                "/api/v1/perspectives",
+                &agent,
+                json!({ "name": format!("Filter {n}"), "filters": filters }),
+            )
+            .await;
+        assert_eq!(made.status, 201, "{}", made.body);
+        ids.push(made.body["id"].clone());
+    }
+    let counts = app.get("/api/v1/perspectives/counts", &agent).await;
+    assert_eq!(counts.status, 200, "{}", counts.body);
+    let mut nonzero = 0;
+    for (filters, id) in filters.iter().zip(&ids) {
+        let query: Vec<String> = filters
+            .as_object()
+            .unwrap()
+            .iter()
+            .map(|(name, value)| {
+                let value = value.as_str().unwrap();
+                format!("{name}={}", value.replace(':', "%3A").replace('+', "%2B"))
+            })
+            .collect();
+        let listed = app
+            .get(
+                &format!("/api/v1/tickets?limit=100&{}", query.join("&")),
+                &agent,
+            )
+            .await;
+        assert_eq!(listed.status, 200, "{}", listed.body);
+        let expected = listed.body["data"].as_array().unwrap().len() as i64;
+        let count = counts.body["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| &c["perspective_id"] == id)
+            .unwrap()["count"]
+            .as_i64()
+            .unwrap();
+        assert_eq!(count, expected, "count of {filters}");
+        if count > 0 {
+            nonzero += 1;
+        }
+    }
+    // The filters do filter: most match some tickets, and not all the same.
+    assert!(nonzero >= 10, "{nonzero} filters matched anything");
+}

@@ -294,17 +294,23 @@ pub async fn count_perspectives(
     let org = principal.org();
     let mut conn = state.db.acquire().await?;
     let visible = perspectives::list_visible(&mut conn, org, principal.user.id).await?;
-    let mut data = Vec::with_capacity(visible.len());
-    for perspective in &visible {
-        let Some(filter) = stored_filter(perspective) else {
-            continue;
-        };
-        let count = tickets::count(&mut conn, org, &filter, principal.user.id).await?;
-        data.push(PerspectiveCountOut {
-            perspective_id: perspective.id,
+    let counted: Vec<(Uuid, TicketFilter)> = visible
+        .iter()
+        .filter_map(|p| Some((p.id, stored_filter(p)?)))
+        .collect();
+    let filters: Vec<(&TicketFilter, Uuid)> = counted
+        .iter()
+        .map(|(_, filter)| (filter, principal.user.id))
+        .collect();
+    let counts = tickets::count_each(&mut conn, org, &filters).await?;
+    let data = counted
+        .iter()
+        .zip(counts)
+        .map(|((perspective_id, _), count)| PerspectiveCountOut {
+            perspective_id: *perspective_id,
             count,
-        });
-    }
+        })
+        .collect();
     Ok(axum::Json(PerspectiveCountsOut { data }))
 }
 

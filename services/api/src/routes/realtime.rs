@@ -413,14 +413,21 @@ pub async fn create_realtime_ticket(
 /// The counts last sent, by organization and user (None: the shared ones).
 type SentCounts = std::collections::HashMap<(Uuid, Option<Uuid>), Vec<(Uuid, i64)>>;
 
-/// How often pending recounts run: changes within one window make one recount.
-const COUNTS_WINDOW: Duration = Duration::from_millis(500);
+/// Least time between two recounts of one organization: under a burst of
+/// changes its counts are recounted (and a frame sent to each of its
+/// sockets) at most this often.
+const COUNTS_SPACING: Duration = Duration::from_secs(1);
+/// How often marked organizations are checked.
+const COUNTS_TICK: Duration = Duration::from_millis(50);
 
 /// Keeps browsers' perspective counts current (CONTRACT §5 `perspective.counts`).
 ///
-/// Ticket and message events mark their organization; every
-/// [`COUNTS_WINDOW`] each marked organization is recounted once (however
-/// many changes it had: coalesced under bursts), and counts that differ from
+/// Ticket and message events mark their organization. A marked organization
+/// is recounted at the next [`COUNTS_TICK`], unless it was recounted less
+/// than [`COUNTS_SPACING`] ago: then once that time is up, however many
+/// changes it had meanwhile (coalesced under bursts). A lone change shows
+/// within a tick; a burst costs one frame per socket a second, not one per
+/// change. Counts that differ from
 /// the last ones sent are published to `<prefix>.realtime` as
 /// `perspective.counts` for the realtime service to hand on: one frame for
 /// the organization's shared perspectives, and one per user for the
@@ -461,22 +468,39 @@ pub async fn perspective_counts(state: AppState, shutdown: tokio_util::sync::Can
         std::future::ready(tickiti_bus::Outcome::Ack)
     });
     let mut last = SentCounts::new();
-    let mut tick = tokio::time::interval(COUNTS_WINDOW);
+    let mut recounted: std::collections::HashMap<Uuid, tokio::time::Instant> =
+        std::collections::HashMap::new();
+    let mut tick = tokio::time::interval(COUNTS_TICK);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
             () = shutdown.cancelled() => break,
             _ = tick.tick() => {}
         }
+        let now = tokio::time::Instant::now();
+        let due = |org: &Uuid| {
+            recounted
+                .get(org)
+                .is_none_or(|at| now.duration_since(*at) >= COUNTS_SPACING)
+        };
         let orgs: Vec<Uuid> = match marked.lock() {
-            Ok(mut marked) => marked.drain().collect(),
+            Ok(mut marked) => {
+                let orgs: Vec<Uuid> = marked.iter().copied().filter(due).collect();
+                for org in &orgs {
+                    marked.remove(org);
+                }
+                orgs
+            }
             Err(_) => continue,
         };
         for org in orgs {
+            recounted.insert(org, now);
             if let Err(error) = recount(&state, org, &mut last).await {
                 tracing::warn!(%error, organization.id = %org, "perspective recount failed");
             }
         }
-        // Bounded memory: forget what was sent to organizations long ago.
+        // Bounded memory: forget organizations not recounted for a while.
+        recounted.retain(|_, at| now.duration_since(*at) < COUNTS_SPACING);
         if last.len() > 100_000 {
             last.clear();
         }
@@ -490,48 +514,59 @@ async fn recount(
     org: Uuid,
     last: &mut SentCounts,
 ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
-    use tickiti_domain::AssigneeFilter;
+    use tickiti_domain::{AssigneeFilter, TicketFilter};
     use tickiti_store::{perspectives, tickets, users};
 
     use super::perspectives::stored_filter;
 
     let mut conn = state.db.acquire().await?;
-    let personal = |p: &tickiti_store::perspectives::Perspective,
-                    filter: &tickiti_domain::TicketFilter| {
-        p.user_id.is_some() || filter.assignee == AssigneeFilter::Me
-    };
-    let mut outgoing = Vec::new();
-    // Shared perspectives that are the same for everyone (the nil user sees only shared ones).
-    let mut shared = Vec::new();
-    for p in perspectives::list_visible(&mut conn, org, Uuid::nil()).await? {
-        if let Some(filter) = stored_filter(&p)
-            && !personal(&p, &filter)
-        {
-            shared.push((
-                p.id,
-                tickets::count(&mut conn, org, &filter, Uuid::nil()).await?,
-            ));
-        }
-    }
-    if last.get(&(org, None)) != Some(&shared) {
-        outgoing.push(counts_message(org, None, &shared)?);
-        last.insert((org, None), shared);
-    }
-    for (user, _, _) in users::directory(&mut conn, org).await? {
-        let mut mine = Vec::new();
-        for p in perspectives::list_visible(&mut conn, org, user).await? {
-            if let Some(filter) = stored_filter(&p)
-                && personal(&p, &filter)
-            {
-                mine.push((p.id, tickets::count(&mut conn, org, &filter, user).await?));
+    // Who sees each count: None for the shared ones (the same for everyone),
+    // Some(user) for those that depend on who asks (`assignee_id: "me"`,
+    // such as Mine, and private perspectives).
+    let mut counted: Vec<(Option<Uuid>, Uuid, TicketFilter, Uuid)> = Vec::new();
+    let mut users: Option<Vec<Uuid>> = None;
+    for p in perspectives::list_of_organization(&mut conn, org).await? {
+        let Some(filter) = stored_filter(&p) else {
+            continue;
+        };
+        match p.user_id {
+            Some(owner) => counted.push((Some(owner), p.id, filter, owner)),
+            None if filter.assignee == AssigneeFilter::Me => {
+                if users.is_none() {
+                    let directory = users::directory(&mut conn, org).await?;
+                    users = Some(directory.into_iter().map(|(id, _, _)| id).collect());
+                }
+                for &user in users.iter().flatten() {
+                    counted.push((Some(user), p.id, filter.clone(), user));
+                }
             }
-        }
-        if !mine.is_empty() && last.get(&(org, Some(user))) != Some(&mine) {
-            outgoing.push(counts_message(org, Some(user), &mine)?);
-            last.insert((org, Some(user)), mine);
+            None => counted.push((None, p.id, filter, Uuid::nil())),
         }
     }
+    let filters: Vec<(&TicketFilter, Uuid)> = counted
+        .iter()
+        .map(|(_, _, filter, me)| (filter, *me))
+        .collect();
+    let counts = tickets::count_each(&mut conn, org, &filters).await?;
     drop(conn);
+    // Perspectives come in order, so each audience's list keeps it.
+    let mut by_audience: std::collections::BTreeMap<Option<Uuid>, Vec<(Uuid, i64)>> =
+        std::collections::BTreeMap::new();
+    // The shared frame goes out even when the organization has no shared perspective.
+    by_audience.insert(None, Vec::new());
+    for ((audience, perspective_id, _, _), count) in counted.iter().zip(counts) {
+        by_audience
+            .entry(*audience)
+            .or_default()
+            .push((*perspective_id, count));
+    }
+    let mut outgoing = Vec::new();
+    for (audience, counts) in by_audience {
+        if last.get(&(org, audience)) != Some(&counts) {
+            outgoing.push(counts_message(org, audience, &counts)?);
+            last.insert((org, audience), counts);
+        }
+    }
     if !outgoing.is_empty() {
         let exchange = state.bus.realtime_exchange();
         if let Err(error) = state.bus.publish_confirmed(&exchange, &outgoing).await {
