@@ -24,6 +24,15 @@ pub fn new_id() -> uuid::Uuid {
     uuid::Uuid::now_v7()
 }
 
+/// The current time at the database's precision (whole microseconds), for
+/// times the api stamps itself: a row written with it reads back equal, and
+/// an answer or event built before the write shows what was stored.
+pub fn now() -> time::OffsetDateTime {
+    let now = time::OffsetDateTime::now_utc();
+    now.replace_nanosecond(now.nanosecond() / 1_000 * 1_000)
+        .unwrap_or(now)
+}
+
 /// Defines a string-backed enum with `as_str`, `FromStr`, serde and an OpenAPI schema.
 macro_rules! string_enum {
     ($(#[$meta:meta])* $name:ident { $($variant:ident => $text:literal),+ $(,)? }) => {

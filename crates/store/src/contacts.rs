@@ -74,16 +74,28 @@ pub async fn find_or_insert(
     if let Some(contact) = inserted {
         return Ok((contact, true));
     }
-    let existing = sqlx::query_as!(
+    let existing = find_by_email(conn, organization_id, email)
+        .await?
+        .ok_or(sqlx::Error::RowNotFound)?;
+    Ok((existing, false))
+}
+
+/// The organization's contact with this address (case-insensitive).
+pub async fn find_by_email(
+    conn: &mut PgConnection,
+    organization_id: Uuid,
+    email: &str,
+) -> Result<Option<Contact>> {
+    let row = sqlx::query_as!(
         Contact,
         "SELECT id, organization_id, email, name, company, created_at, updated_at
          FROM contacts WHERE organization_id = $1 AND lower(email) = lower($2)",
         organization_id,
         email
     )
-    .fetch_one(conn)
+    .fetch_optional(conn)
     .await?;
-    Ok((existing, false))
+    Ok(row)
 }
 
 /// A contact of the organization.

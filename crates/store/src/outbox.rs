@@ -10,27 +10,42 @@ use crate::Result;
 /// Appends events in one statement; they become visible to the relay when
 /// the transaction commits.
 pub async fn append(conn: &mut PgConnection, events: &[EventEnvelope]) -> Result<()> {
-    let mut ids = Vec::with_capacity(events.len());
-    let mut orgs = Vec::with_capacity(events.len());
-    let mut types = Vec::with_capacity(events.len());
-    let mut payloads = Vec::with_capacity(events.len());
-    for event in events {
-        ids.push(event.id);
-        orgs.push(event.organization_id);
-        types.push(event.event.as_str().to_owned());
-        payloads.push(serde_json::to_value(event).map_err(|e| sqlx::Error::Encode(Box::new(e)))?);
-    }
+    let rows = Rows::of(events)?;
     sqlx::query!(
         "INSERT INTO outbox (id, organization_id, event_type, payload)
          SELECT * FROM UNNEST($1::uuid[], $2::uuid[], $3::text[], $4::jsonb[])",
-        &ids,
-        &orgs,
-        &types,
-        &payloads
+        &rows.ids,
+        &rows.organization_ids,
+        &rows.types,
+        &rows.payloads
     )
     .execute(conn)
     .await?;
     Ok(())
+}
+
+/// Outbox rows as the parallel arrays an `UNNEST` insert takes (also used
+/// by statements that write a change and its events together).
+#[derive(Debug, Default)]
+pub(crate) struct Rows {
+    pub ids: Vec<Uuid>,
+    pub organization_ids: Vec<Uuid>,
+    pub types: Vec<String>,
+    pub payloads: Vec<serde_json::Value>,
+}
+
+impl Rows {
+    pub(crate) fn of(events: &[EventEnvelope]) -> Result<Rows> {
+        let mut rows = Rows::default();
+        for event in events {
+            rows.ids.push(event.id);
+            rows.organization_ids.push(event.organization_id);
+            rows.types.push(event.event.as_str().to_owned());
+            rows.payloads
+                .push(serde_json::to_value(event).map_err(|e| sqlx::Error::Encode(Box::new(e)))?);
+        }
+        Ok(rows)
+    }
 }
 
 /// An event waiting to be published.

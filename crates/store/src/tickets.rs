@@ -1,10 +1,12 @@
 //! Tickets, their filters and the optimistic-concurrency `version`.
 
 use sqlx::PgConnection;
-use tickiti_domain::{AssigneeFilter, TicketFilter};
+use tickiti_domain::{AssigneeFilter, EventEnvelope, TicketFilter};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
+use crate::contacts::Contact;
+use crate::messages::Message;
 use crate::{Page, Result};
 
 /// A ticket with its contact's name and address.
@@ -44,14 +46,53 @@ pub struct Ticket {
     pub updated_at: OffsetDateTime,
 }
 
-/// Inserts a ticket (version 1); `ticket.version`, `created_at` and
-/// `updated_at` are taken from the database.
-pub async fn insert(conn: &mut PgConnection, ticket: &Ticket) -> Result<Ticket> {
-    let row = sqlx::query!(
-        "INSERT INTO tickets (id, organization_id, number, code, subject, status, priority,
-                              queue_id, assignee_id, contact_id, tags)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
-         RETURNING version, created_at, updated_at",
+/// Everything opening a ticket writes.
+#[derive(Debug)]
+pub struct Opening<'a> {
+    /// The ticket, version 1; its `created_at` (equal to `updated_at`) also
+    /// stamps the contact, the audit entry and the message.
+    pub ticket: &'a Ticket,
+    /// Its contact, when new (otherwise the contact exists already).
+    pub new_contact: Option<&'a Contact>,
+    /// Who opened it, for the `ticket.created` audit entry.
+    pub actor_user_id: Option<Uuid>,
+    /// The audit entry's detail.
+    pub audit: &'a serde_json::Value,
+    /// Its first message.
+    pub message: Option<&'a Message>,
+    /// Events for the outbox (may be empty when the caller appends them later
+    /// in its transaction).
+    pub events: &'a [EventEnvelope],
+}
+
+/// Writes an opening in one statement: one round trip instead of one per
+/// row, and atomic without a transaction of its own (the foreign keys of the
+/// ticket and message on a new contact are checked at the statement's end).
+/// A new contact whose address another request just took fails with a
+/// conflict on [`contacts::EMAIL_KEY`](crate::contacts::EMAIL_KEY).
+pub async fn open(conn: &mut PgConnection, opening: &Opening<'_>) -> Result<()> {
+    let ticket = opening.ticket;
+    let contact = opening.new_contact;
+    let message = opening.message;
+    let events = crate::outbox::Rows::of(opening.events)?;
+    sqlx::query!(
+        "WITH new_contact AS (
+             INSERT INTO contacts (id, organization_id, email, name, created_at, updated_at)
+             SELECT $13, $2, $14, $15, $12, $12 WHERE $13::uuid IS NOT NULL
+         ), ticket AS (
+             INSERT INTO tickets (id, organization_id, number, code, subject, status, priority,
+                                  queue_id, assignee_id, contact_id, tags, created_at, updated_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $12)
+         ), audit AS (
+             INSERT INTO ticket_audit (id, organization_id, ticket_id, actor_user_id, action, changes, created_at)
+             VALUES ($16, $2, $1, $17, 'ticket.created', $18, $12)
+         ), message AS (
+             INSERT INTO messages (id, organization_id, ticket_id, author_user_id, author_contact_id,
+                                   visibility, body, created_at)
+             SELECT $19, $2, $1, $20, $21, $22, $23, $12 WHERE $19::uuid IS NOT NULL
+         )
+         INSERT INTO outbox (id, organization_id, event_type, payload)
+         SELECT * FROM UNNEST($24::uuid[], $25::uuid[], $26::text[], $27::jsonb[])",
         ticket.id,
         ticket.organization_id,
         ticket.number,
@@ -62,16 +103,27 @@ pub async fn insert(conn: &mut PgConnection, ticket: &Ticket) -> Result<Ticket> 
         ticket.queue_id,
         ticket.assignee_id,
         ticket.contact_id,
-        &ticket.tags
+        &ticket.tags,
+        ticket.created_at,
+        contact.map(|c| c.id),
+        contact.map(|c| c.email.as_str()),
+        contact.and_then(|c| c.name.as_deref()),
+        tickiti_domain::new_id(),
+        opening.actor_user_id,
+        opening.audit,
+        message.map(|m| m.id),
+        message.and_then(|m| m.author_user_id),
+        message.and_then(|m| m.author_contact_id),
+        message.map(|m| m.visibility.as_str()),
+        message.map(|m| m.body.as_str()),
+        &events.ids,
+        &events.organization_ids,
+        &events.types,
+        &events.payloads
     )
-    .fetch_one(conn)
+    .execute(conn)
     .await?;
-    Ok(Ticket {
-        version: row.version,
-        created_at: row.created_at,
-        updated_at: row.updated_at,
-        ..ticket.clone()
-    })
+    Ok(())
 }
 
 /// A ticket of the organization; `lock` takes a row lock until the

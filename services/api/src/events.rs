@@ -35,6 +35,11 @@ impl EventBatch {
         Ok(())
     }
 
+    /// The events so far (for a statement that writes them with its change).
+    pub fn as_slice(&self) -> &[EventEnvelope] {
+        &self.events
+    }
+
     /// Appends the batch to the outbox.
     pub async fn append(self, conn: &mut PgConnection) -> ApiResult<()> {
         if !self.events.is_empty() {

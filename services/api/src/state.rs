@@ -58,7 +58,12 @@ impl AppState {
     /// database-wide lock at commit and would serialize every write.)
     pub async fn commit(&self, tx: Transaction<'_, Postgres>) -> Result<(), sqlx::Error> {
         tx.commit().await?;
-        self.outbox_signal.notify_one();
+        self.events_written();
         Ok(())
+    }
+
+    /// Wakes the relay after a statement outside a transaction wrote events.
+    pub fn events_written(&self) {
+        self.outbox_signal.notify_one();
     }
 }

@@ -297,3 +297,57 @@ async fn another_organizations_rows_answer_404_like_missing_ones(db: PgPool) {
     assert_eq!(read.body["version"], 1);
     assert_eq!(app.ticket(&globex.token, "Ours").await["code"], "GLOBEX-1");
 }
+
+/// Creates are not wrapped in a transaction: a new contact's address taken by
+/// a concurrent create is found on a second try, so racing creates for one
+/// new address make one contact, one `contact.created`, and every ticket.
+#[sqlx::test(migrator = "tickiti_store::MIGRATOR")]
+async fn concurrent_creates_for_one_new_contact_make_one_contact(db: PgPool) {
+    let app = TestApp::spawn(db.clone()).await;
+    let org = app.org("Acme").await;
+    let creates = (0..12).map(|n| {
+        app.post(
+            "/api/v1/tickets",
+            &org.token,
+            json!({
+                "subject": format!("Race {n}"),
+                "contact": { "email": "new.person@example.com", "name": "New Person" },
+                "message": "Hello",
+            }),
+        )
+    });
+    let replies = futures::future::join_all(creates).await;
+    let mut contacts = std::collections::HashSet::new();
+    let mut numbers = std::collections::HashSet::new();
+    for reply in &replies {
+        assert_eq!(reply.status, 201, "{}", reply.body);
+        contacts.insert(reply.body["contact_id"].clone());
+        numbers.insert(reply.body["number"].as_i64().unwrap());
+    }
+    assert_eq!(contacts.len(), 1, "one contact for one address");
+    assert_eq!(numbers.len(), 12, "every ticket has its own number");
+    let count = |sql: &'static str| {
+        let db = db.clone();
+        async move {
+            sqlx::query_scalar::<_, i64>(sql)
+                .fetch_one(&db)
+                .await
+                .unwrap()
+        }
+    };
+    assert_eq!(count("SELECT count(*) FROM contacts").await, 1);
+    assert_eq!(count("SELECT count(*) FROM tickets").await, 12);
+    assert_eq!(count("SELECT count(*) FROM messages").await, 12);
+    assert_eq!(
+        count("SELECT count(*) FROM ticket_audit WHERE action = 'ticket.created'").await,
+        12
+    );
+    assert_eq!(
+        count("SELECT count(*) FROM outbox WHERE event_type = 'contact.created'").await,
+        1
+    );
+    assert_eq!(
+        count("SELECT count(*) FROM outbox WHERE event_type = 'ticket.created'").await,
+        12
+    );
+}

@@ -20,7 +20,7 @@ use tickiti_domain::ticket::{BODY_MAX, SUBJECT_MAX};
 use tickiti_domain::{Ability, EventType, Priority, Validation, Visibility, new_id};
 use tickiti_store::interventions::{self as store, Intervention, NewPayload, Payload};
 use tickiti_store::tickets::Ticket;
-use tickiti_store::{StoreError, audit, contacts, messages, queues};
+use tickiti_store::{StoreError, audit, contacts, messages, queues, tickets};
 use time::OffsetDateTime;
 use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
@@ -28,7 +28,7 @@ use utoipa_axum::routes;
 use uuid::Uuid;
 
 use super::messages::MessageOut;
-use super::tickets::{NewTicket, find_ticket, open_ticket};
+use super::tickets::{NewTicket, find_ticket, prepare_ticket};
 use crate::events::EventBatch;
 use crate::http::extract::{Cursor, NoFilter, PageParams, nullable};
 use crate::http::{ApiError, ApiResult, Json, ListOut, ListQuery, Principal};
@@ -659,19 +659,27 @@ pub async fn create_intervention_ticket(
         .chars()
         .take(SUBJECT_MAX)
         .collect();
-    let ticket = open_ticket(
+    let new = NewTicket {
+        subject,
+        priority: Priority::Normal,
+        queue_id: def.queue_id,
+        assignee_id: None,
+        contact: &contact,
+        tags: Vec::new(),
+        audit: json!({ "intervention": def.name, "uid": input.uid }),
+    };
+    let ticket = prepare_ticket(&mut tx, &principal, &new, &mut events).await?;
+    // Its events go out with the rest of the batch below.
+    tickets::open(
         &mut tx,
-        &principal,
-        NewTicket {
-            subject,
-            priority: Priority::Normal,
-            queue_id: def.queue_id,
-            assignee_id: None,
-            contact: &contact,
-            tags: Vec::new(),
-            audit: json!({ "intervention": def.name, "uid": input.uid }),
+        &tickets::Opening {
+            ticket: &ticket,
+            new_contact: None,
+            actor_user_id: Some(principal.user.id),
+            audit: &new.audit,
+            message: None,
+            events: &[],
         },
-        &mut events,
     )
     .await?;
     let now = ticket.created_at;

@@ -312,12 +312,15 @@ pub async fn create_ticket(
     let tags = input.tags.as_deref().unwrap_or_default();
     check_tags(tags, &mut v);
 
-    let mut tx = state.db.begin().await?;
-    check_queue(&mut tx, org, input.queue_id, &mut v).await?;
-    check_assignee(&mut tx, org, input.assignee_id, &mut v).await?;
-    let existing_contact = match input.contact_id {
+    // No transaction: the checks only read, the number is the sequence's
+    // (a failed create leaves a gap, as a rolled-back one would), and the
+    // opening is one atomic statement.
+    let mut conn = state.db.acquire().await?;
+    check_queue(&mut conn, org, input.queue_id, &mut v).await?;
+    check_assignee(&mut conn, org, input.assignee_id, &mut v).await?;
+    let given_contact = match input.contact_id {
         Some(id) => {
-            let found = contacts::get(&mut tx, org, id).await?;
+            let found = contacts::get(&mut conn, org, id).await?;
             if found.is_none() {
                 v.error("contact_id", "no such contact");
             }
@@ -327,31 +330,39 @@ pub async fn create_ticket(
     };
     v.finish().map_err(ApiError::validation)?;
 
-    let mut events = EventBatch::new(org);
-    let contact = match (existing_contact, &input.contact) {
-        (Some(contact), _) => contact,
-        (None, Some(c)) => {
-            let (contact, created) = contacts::find_or_insert(
-                &mut tx,
-                org,
-                c.email.trim(),
-                c.name.as_deref().map(str::trim),
-            )
-            .await?;
-            if created {
-                events.push(
-                    EventType::ContactCreated,
-                    &super::contacts::ContactOut::from(contact.clone()),
-                )?;
+    // A new contact's address may be taken by a concurrent create between
+    // the look-up and the write: the second try finds that contact.
+    let mut retried = false;
+    loop {
+        let mut events = EventBatch::new(org);
+        let (contact, is_new) = match (&given_contact, &input.contact) {
+            (Some(contact), _) => (contact.clone(), false),
+            (None, Some(c)) => {
+                let email = c.email.trim();
+                match contacts::find_by_email(&mut conn, org, email).await? {
+                    Some(existing) => (existing, false),
+                    None => {
+                        let now = tickiti_domain::now();
+                        let contact = contacts::Contact {
+                            id: new_id(),
+                            organization_id: org,
+                            email: email.to_owned(),
+                            name: c.name.as_deref().map(str::trim).map(str::to_owned),
+                            company: None,
+                            created_at: now,
+                            updated_at: now,
+                        };
+                        events.push(
+                            EventType::ContactCreated,
+                            &super::contacts::ContactOut::from(contact.clone()),
+                        )?;
+                        (contact, true)
+                    }
+                }
             }
-            contact
-        }
-        (None, None) => return Err(ApiError::invalid_field("contact", "is required")),
-    };
-    let ticket = open_ticket(
-        &mut tx,
-        &principal,
-        NewTicket {
+            (None, None) => return Err(ApiError::invalid_field("contact", "is required")),
+        };
+        let new = NewTicket {
             subject: input.subject.trim().to_owned(),
             priority: input.priority.unwrap_or(Priority::Normal),
             queue_id: input.queue_id,
@@ -359,34 +370,45 @@ pub async fn create_ticket(
             contact: &contact,
             tags: normalize_tags(tags),
             audit: json!({}),
-        },
-        &mut events,
-    )
-    .await?;
-    let out = TicketOut::from(ticket.clone());
-    let now = ticket.created_at;
-    if let Some(body) = &input.message {
-        let message = messages::insert(
-            &mut tx,
-            &messages::Message {
-                id: new_id(),
-                organization_id: org,
-                ticket_id: ticket.id,
-                author_user_id: None,
-                author_contact_id: Some(contact.id),
-                visibility: Visibility::Public.as_str().to_owned(),
-                body: body.clone(),
-                created_at: now,
+        };
+        let ticket = prepare_ticket(&mut conn, &principal, &new, &mut events).await?;
+        let message = input.message.as_ref().map(|body| messages::Message {
+            id: new_id(),
+            organization_id: org,
+            ticket_id: ticket.id,
+            author_user_id: None,
+            author_contact_id: Some(contact.id),
+            visibility: Visibility::Public.as_str().to_owned(),
+            body: body.clone(),
+            created_at: ticket.created_at,
+        });
+        if let Some(message) = &message {
+            let message = MessageOut::from(message.clone());
+            events.push(EventType::MessageCreated, &message)?;
+            events.push(EventType::TicketMessageCreated, &message)?;
+        }
+        let opened = tickets::open(
+            &mut conn,
+            &tickets::Opening {
+                ticket: &ticket,
+                new_contact: is_new.then_some(&contact),
+                actor_user_id: Some(principal.user.id),
+                audit: &new.audit,
+                message: message.as_ref(),
+                events: events.as_slice(),
             },
         )
-        .await?;
-        let message = MessageOut::from(message);
-        events.push(EventType::MessageCreated, &message)?;
-        events.push(EventType::TicketMessageCreated, &message)?;
+        .await;
+        match opened {
+            Err(e) if !retried && is_new && e.is_conflict_on(contacts::EMAIL_KEY) => {
+                retried = true;
+                continue;
+            }
+            opened => opened?,
+        }
+        state.events_written();
+        return Ok(with_etag(StatusCode::CREATED, TicketOut::from(ticket)));
     }
-    events.append(&mut tx).await?;
-    state.commit(tx).await?;
-    Ok(with_etag(StatusCode::CREATED, out))
 }
 
 /// What opening a ticket takes (`POST /tickets`, `POST /intervention-tickets`).
@@ -407,50 +429,37 @@ pub struct NewTicket<'a> {
     pub audit: serde_json::Value,
 }
 
-/// Opens a ticket in `tx`: its number and code, the row, the
-/// `ticket.created` audit entry and events (`ticket.assigned` too when assigned).
-pub async fn open_ticket(
-    tx: &mut PgConnection,
+/// Numbers a new ticket and builds its row and events (`ticket.created`,
+/// and `ticket.assigned` when assigned); [`tickets::open`] writes it.
+pub async fn prepare_ticket(
+    conn: &mut PgConnection,
     principal: &Principal,
-    new: NewTicket<'_>,
+    new: &NewTicket<'_>,
     events: &mut EventBatch,
 ) -> ApiResult<Ticket> {
     let org = principal.org();
-    let (number, code_prefix) = organizations::next_ticket_number(tx, org)
+    let (number, code_prefix) = organizations::next_ticket_number(conn, org)
         .await?
         .ok_or_else(ApiError::unauthenticated)?;
-    let now = OffsetDateTime::now_utc();
-    let ticket = tickets::insert(
-        tx,
-        &Ticket {
-            id: new_id(),
-            organization_id: org,
-            number,
-            code: tickiti_domain::organization::ticket_code(&code_prefix, number),
-            subject: new.subject,
-            status: TicketStatus::New.as_str().to_owned(),
-            priority: new.priority.as_str().to_owned(),
-            queue_id: new.queue_id,
-            assignee_id: new.assignee_id,
-            contact_id: new.contact.id,
-            contact_name: new.contact.name.clone(),
-            contact_email: new.contact.email.clone(),
-            tags: new.tags,
-            version: 1,
-            created_at: now,
-            updated_at: now,
-        },
-    )
-    .await?;
-    audit::insert(
-        tx,
-        org,
-        ticket.id,
-        Some(principal.user.id),
-        "ticket.created",
-        &new.audit,
-    )
-    .await?;
+    let now = tickiti_domain::now();
+    let ticket = Ticket {
+        id: new_id(),
+        organization_id: org,
+        number,
+        code: tickiti_domain::organization::ticket_code(&code_prefix, number),
+        subject: new.subject.clone(),
+        status: TicketStatus::New.as_str().to_owned(),
+        priority: new.priority.as_str().to_owned(),
+        queue_id: new.queue_id,
+        assignee_id: new.assignee_id,
+        contact_id: new.contact.id,
+        contact_name: new.contact.name.clone(),
+        contact_email: new.contact.email.clone(),
+        tags: new.tags.clone(),
+        version: 1,
+        created_at: now,
+        updated_at: now,
+    };
     let out = TicketOut::from(ticket.clone());
     events.push(EventType::TicketCreated, &out)?;
     if ticket.assignee_id.is_some() {
