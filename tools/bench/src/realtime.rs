@@ -47,6 +47,10 @@ pub struct Args {
     /// Seconds of measured load.
     #[arg(long, default_value_t = 10)]
     pub duration: u64,
+    /// Seconds of the same load before measuring (the first changes find
+    /// cold statement caches and every organization's first recount at once).
+    #[arg(long, default_value_t = 3)]
+    pub warmup: u64,
     /// Where the scratch database and the bus live.
     #[command(flatten)]
     pub servers: spawn::Servers,
@@ -267,27 +271,39 @@ async fn measure(args: &Args, bin: &PathBuf, scratch: &Scratch) -> anyhow::Resul
         tokio::time::sleep(Duration::from_secs(2)).await;
         let idle_rss = rss_kib(pid).unwrap_or(0);
 
-        // Steady load: one create every 1/rate s, round-robin over the organizations.
+        // Steady load: one create every 1/rate s, round-robin over the
+        // organizations; first unmeasured (the clients skip frames whose
+        // subject is not `bench …`), then measured.
         let http = reqwest::Client::new();
         let metrics_url = format!("http://127.0.0.1:{admin_port}/metrics");
-        let frames_before = frames_queued(&http, &metrics_url).await;
-        measuring.store(true, Ordering::Relaxed);
         let mut tick =
             tokio::time::interval(Duration::from_secs_f64(1.0 / f64::from(args.rate.max(1))));
-        let load_started = Instant::now();
-        let mut sent = 0usize;
         let mut requests = tokio::task::JoinSet::new();
-        while load_started.elapsed() < Duration::from_secs(args.duration) {
-            tick.tick().await;
-            let (_, token) = &orgs[sent % orgs.len()];
+        let mut create = |subject: String, n: usize| {
+            let (_, token) = &orgs[n % orgs.len()];
             let request = http
                 .post(format!("{}/api/v1/tickets", api.base_url))
                 .bearer_auth(token)
                 .json(&json!({
-                    "subject": format!("bench {}", now_nanos()),
+                    "subject": subject,
                     "contact": { "email": "bench@example.com" },
                 }));
             requests.spawn(async move { request.send().await.map(|r| r.status().is_success()) });
+        };
+        let warmup_started = Instant::now();
+        let mut warmup_sent = 0usize;
+        while warmup_started.elapsed() < Duration::from_secs(args.warmup) {
+            tick.tick().await;
+            create(format!("warm-up {warmup_sent}"), warmup_sent);
+            warmup_sent += 1;
+        }
+        let frames_before = frames_queued(&http, &metrics_url).await;
+        measuring.store(true, Ordering::Relaxed);
+        let load_started = Instant::now();
+        let mut sent = 0usize;
+        while load_started.elapsed() < Duration::from_secs(args.duration) {
+            tick.tick().await;
+            create(format!("bench {}", now_nanos()), warmup_sent + sent);
             sent += 1;
         }
         let mut failed = 0;
@@ -315,11 +331,12 @@ async fn measure(args: &Args, bin: &PathBuf, scratch: &Scratch) -> anyhow::Resul
         let ms = |q: f64| percentile(&samples, q).map_or(f64::NAN, millis);
         let event_ms = |q: f64| percentile(&from_event, q).map_or(f64::NAN, millis);
         println!(
-            "tickiti-bench realtime: {} clients in {} organizations, {} changes/s for {} s",
+            "tickiti-bench realtime: {} clients in {} organizations, {} changes/s for {} s (after {} s unmeasured)",
             args.clients,
             orgs.len(),
             args.rate,
-            args.duration
+            args.duration,
+            args.warmup
         );
         println!(
             "  connected and welcomed in      {:>9.1} s",
