@@ -50,9 +50,10 @@ pub struct Ticket {
 #[derive(Debug)]
 pub struct Opening<'a> {
     /// The ticket, version 1; its `created_at` (equal to `updated_at`) also
-    /// stamps the contact, the audit entry and the message.
+    /// stamps the audit entry.
     pub ticket: &'a Ticket,
-    /// Its contact, when new (otherwise the contact exists already).
+    /// Its contact, when new (otherwise the contact exists already), with
+    /// its own `created_at` (also its `updated_at`).
     pub new_contact: Option<&'a Contact>,
     /// Who opened it, for the `ticket.created` audit entry.
     pub actor_user_id: Option<Uuid>,
@@ -78,7 +79,7 @@ pub async fn open(conn: &mut PgConnection, opening: &Opening<'_>) -> Result<()> 
     sqlx::query!(
         "WITH new_contact AS (
              INSERT INTO contacts (id, organization_id, email, name, created_at, updated_at)
-             SELECT $13, $2, $14, $15, $12, $12 WHERE $13::uuid IS NOT NULL
+             SELECT $13, $2, $14, $15, $28, $28 WHERE $13::uuid IS NOT NULL
          ), ticket AS (
              INSERT INTO tickets (id, organization_id, number, code, subject, status, priority,
                                   queue_id, assignee_id, contact_id, tags, created_at, updated_at)
@@ -89,7 +90,7 @@ pub async fn open(conn: &mut PgConnection, opening: &Opening<'_>) -> Result<()> 
          ), message AS (
              INSERT INTO messages (id, organization_id, ticket_id, author_user_id, author_contact_id,
                                    visibility, body, created_at)
-             SELECT $19, $2, $1, $20, $21, $22, $23, $12 WHERE $19::uuid IS NOT NULL
+             SELECT $19, $2, $1, $20, $21, $22, $23, $29 WHERE $19::uuid IS NOT NULL
          )
          INSERT INTO outbox (id, organization_id, event_type, payload)
          SELECT * FROM UNNEST($24::uuid[], $25::uuid[], $26::text[], $27::jsonb[])",
@@ -119,7 +120,9 @@ pub async fn open(conn: &mut PgConnection, opening: &Opening<'_>) -> Result<()> 
         &events.ids,
         &events.organization_ids,
         &events.types,
-        &events.payloads
+        &events.payloads,
+        contact.map(|c| c.created_at),
+        message.map(|m| m.created_at)
     )
     .execute(conn)
     .await?;

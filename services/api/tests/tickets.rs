@@ -350,4 +350,25 @@ async fn concurrent_creates_for_one_new_contact_make_one_contact(db: PgPool) {
         count("SELECT count(*) FROM outbox WHERE event_type = 'ticket.created'").await,
         12
     );
+    // The events were built before the write and carry what was stored.
+    let announced: serde_json::Value = sqlx::query_scalar(
+        "SELECT payload->'data' FROM outbox WHERE event_type = 'contact.created'",
+    )
+    .fetch_one(&db)
+    .await
+    .unwrap();
+    let contact_id = announced["id"].as_str().unwrap();
+    let stored = app
+        .get(&format!("/api/v1/contacts/{contact_id}"), &org.token)
+        .await;
+    assert_eq!(stored.status, 200, "{}", stored.body);
+    assert_eq!(stored.body, announced);
+    let ticket = &replies[0].body;
+    let read = app
+        .get(
+            &format!("/api/v1/tickets/{}", ticket["id"].as_str().unwrap()),
+            &org.token,
+        )
+        .await;
+    assert_eq!(&read.body, ticket);
 }
