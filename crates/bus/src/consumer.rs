@@ -244,6 +244,9 @@ enum SessionError {
     CancelledByBroker,
 }
 
+/// Longest wait for a channel, its queue and its consumer to be set up.
+const SETUP_TIMEOUT: Duration = Duration::from_secs(15);
+
 async fn run<H, Fut>(bus: Bus, spec: ConsumerSpec, handler: Arc<H>)
 where
     H: Fn(IncomingMessage) -> Fut + Send + Sync + 'static,
@@ -334,11 +337,15 @@ where
             .map_err(SessionError::Consume)?;
         Ok::<_, SessionError>((channel, queue, consumer))
     };
+    // A broker that accepted the connection but never answers (one still
+    // booting after a restart, or a connection that died without lapin
+    // noticing) must not wedge the consumer: give up and retry instead.
     let (channel, queue, mut consumer) = tokio::select! {
         () = cancel.cancelled() => return SessionEnd::Cancelled,
-        setup = setup => match setup {
-            Ok(ready) => ready,
-            Err(error) => return SessionEnd::Failed(error),
+        setup = tokio::time::timeout(SETUP_TIMEOUT, setup) => match setup {
+            Ok(Ok(ready)) => ready,
+            Ok(Err(error)) => return SessionEnd::Failed(error),
+            Err(_) => return SessionEnd::Failed(BusError::Timeout(SETUP_TIMEOUT).into()),
         },
     };
     // Consuming started: the next failure deserves a short delay again.
