@@ -247,6 +247,12 @@ enum SessionError {
 /// Longest wait for a channel, its queue and its consumer to be set up.
 const SETUP_TIMEOUT: Duration = Duration::from_secs(15);
 
+/// Longest wait for lapin to take one ack, nack or reject. lapin can leave
+/// the ack of a connection that died at that moment unresolved forever, and
+/// the session would then never see the link change (the dispatcher's events
+/// consumer stayed detached after a broker restart this way).
+const SETTLE_TIMEOUT: Duration = Duration::from_secs(5);
+
 async fn run<H, Fut>(bus: Bus, spec: ConsumerSpec, handler: Arc<H>)
 where
     H: Fn(IncomingMessage) -> Fut + Send + Sync + 'static,
@@ -389,10 +395,13 @@ where
                         (id, outcome)
                     }
                 };
-                if let Some((acker, _)) = in_flight.remove(&id)
-                    && let Err(error) = settle(&acker, outcome).await
-                {
-                    break SessionEnd::Failed(SessionError::Ack(error));
+                if let Some((acker, _)) = in_flight.remove(&id) {
+                    match tokio::time::timeout(SETTLE_TIMEOUT, settle(&acker, outcome)).await {
+                        Ok(Ok(_)) => {}
+                        Ok(Err(error)) => break SessionEnd::Failed(SessionError::Ack(error)),
+                        // The message comes back once the broker drops the channel.
+                        Err(_) => break SessionEnd::Failed(BusError::Timeout(SETTLE_TIMEOUT).into()),
+                    }
                 }
             }
             next = consumer.next(), if tasks.len() < concurrency => match next {
