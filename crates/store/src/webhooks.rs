@@ -367,14 +367,22 @@ pub async fn insert_claimed(
         return Ok(Vec::new());
     }
     let ids = sqlx::query_scalar!(
-        "INSERT INTO webhook_deliveries (id, endpoint_id, organization_id, event_id, event_type, payload,
+        "WITH event AS (
+             SELECT * FROM unnest($4::uuid[], $5::uuid[], $6::text[], $7::jsonb[]) WITH ORDINALITY
+                 AS e(id, organization_id, type, payload, n)
+           ), stored AS (
+             INSERT INTO webhook_events (id, organization_id, payload)
+             SELECT e.id, e.organization_id, e.payload FROM event e
+             WHERE e.n - 1 = ANY($3::int[])
+             ON CONFLICT (id) DO NOTHING
+           )
+         INSERT INTO webhook_deliveries (id, endpoint_id, organization_id, event_id, event_type,
              attempt, locked_until, queued_at, next_attempt_at)
-         SELECT d.id, d.endpoint_id, e.organization_id, e.id, e.type, e.payload,
+         SELECT d.id, d.endpoint_id, e.organization_id, e.id, e.type,
              1, now() + make_interval(secs => $8::bigint / 1000.0), now(), now()
          FROM unnest($1::uuid[], $2::uuid[], $3::int[]) AS d(id, endpoint_id, event_index)
-         JOIN unnest($4::uuid[], $5::uuid[], $6::text[], $7::jsonb[]) WITH ORDINALITY
-             AS e(id, organization_id, type, payload, n) ON e.n = d.event_index + 1
-         ON CONFLICT (endpoint_id, event_id) DO NOTHING
+         JOIN event e ON e.n = d.event_index + 1
+         ON CONFLICT (event_id, endpoint_id) DO NOTHING
          RETURNING id",
         &deliveries.ids,
         &deliveries.endpoint_ids,
@@ -415,10 +423,13 @@ pub async fn insert_manual(
 ) -> Result<Delivery> {
     let row = sqlx::query_as!(
         Delivery,
-        "INSERT INTO webhook_deliveries (id, endpoint_id, organization_id, event_id, event_type, payload, manual, next_attempt_at)
-         VALUES ($1, $2, $3, $4, $5, $6, true, now())
-         RETURNING id, endpoint_id, organization_id, event_id, event_type, payload, status, attempt, manual,
-             next_attempt_at, response_code, response_time_ms, error, created_at",
+        r#"WITH stored AS (
+             INSERT INTO webhook_events (id, organization_id, payload) VALUES ($4, $3, $6)
+           )
+         INSERT INTO webhook_deliveries (id, endpoint_id, organization_id, event_id, event_type, manual, next_attempt_at)
+         VALUES ($1, $2, $3, $4, $5, true, now())
+         RETURNING id, endpoint_id, organization_id, event_id, event_type, $6::jsonb AS "payload!",
+             status, attempt, manual, next_attempt_at, response_code, response_time_ms, error, created_at"#,
         tickiti_domain::new_id(),
         endpoint_id,
         organization_id,
@@ -440,9 +451,10 @@ pub async fn get_delivery(
 ) -> Result<Option<Delivery>> {
     let row = sqlx::query_as!(
         Delivery,
-        "SELECT id, endpoint_id, organization_id, event_id, event_type, payload, status, attempt, manual,
-             next_attempt_at, response_code, response_time_ms, error, created_at
-         FROM webhook_deliveries WHERE organization_id = $1 AND endpoint_id = $2 AND id = $3",
+        "SELECT d.id, d.endpoint_id, d.organization_id, d.event_id, d.event_type, e.payload, d.status,
+             d.attempt, d.manual, d.next_attempt_at, d.response_code, d.response_time_ms, d.error, d.created_at
+         FROM webhook_deliveries d JOIN webhook_events e ON e.id = d.event_id
+         WHERE d.organization_id = $1 AND d.endpoint_id = $2 AND d.id = $3",
         organization_id,
         endpoint_id,
         id
@@ -462,11 +474,11 @@ pub async fn list_deliveries(
 ) -> Result<Page<Delivery>> {
     let rows = sqlx::query_as!(
         Delivery,
-        "SELECT id, endpoint_id, organization_id, event_id, event_type, payload, status, attempt, manual,
-             next_attempt_at, response_code, response_time_ms, error, created_at
-         FROM webhook_deliveries
-         WHERE organization_id = $1 AND endpoint_id = $2 AND ($3::uuid IS NULL OR id < $3)
-         ORDER BY id DESC LIMIT $4",
+        "SELECT d.id, d.endpoint_id, d.organization_id, d.event_id, d.event_type, e.payload, d.status,
+             d.attempt, d.manual, d.next_attempt_at, d.response_code, d.response_time_ms, d.error, d.created_at
+         FROM webhook_deliveries d JOIN webhook_events e ON e.id = d.event_id
+         WHERE d.organization_id = $1 AND d.endpoint_id = $2 AND ($3::uuid IS NULL OR d.id < $3)
+         ORDER BY d.id DESC LIMIT $4",
         organization_id,
         endpoint_id,
         before,
@@ -486,11 +498,13 @@ pub async fn resend(
 ) -> Result<Option<Delivery>> {
     let row = sqlx::query_as!(
         Delivery,
-        "UPDATE webhook_deliveries SET status = 'pending', manual = true, queued_at = NULL,
+        r#"UPDATE webhook_deliveries d SET status = 'pending', manual = true, queued_at = NULL,
              locked_until = NULL, next_attempt_at = now(), updated_at = now()
-         WHERE organization_id = $1 AND endpoint_id = $2 AND id = $3
-         RETURNING id, endpoint_id, organization_id, event_id, event_type, payload, status, attempt, manual,
-             next_attempt_at, response_code, response_time_ms, error, created_at",
+         FROM webhook_events e
+         WHERE d.organization_id = $1 AND d.endpoint_id = $2 AND d.id = $3 AND e.id = d.event_id
+         RETURNING d.id, d.endpoint_id, d.organization_id, d.event_id, d.event_type, e.payload AS "payload!",
+             d.status, d.attempt, d.manual, d.next_attempt_at, d.response_code, d.response_time_ms,
+             d.error, d.created_at"#,
         organization_id,
         endpoint_id,
         id
@@ -642,13 +656,15 @@ pub async fn claim_attempt(
 ) -> Result<Option<Delivery>> {
     let row = sqlx::query_as!(
         Delivery,
-        "UPDATE webhook_deliveries
+        r#"UPDATE webhook_deliveries d
          SET attempt = $2, locked_until = now() + make_interval(secs => $4::bigint / 1000.0), updated_at = now()
-         WHERE id = $1 AND status IN ('pending', 'retrying')
-           AND ((attempt = $2 - 1 AND locked_until IS NULL)
-                OR (attempt = $2 AND locked_until IS NOT NULL AND ($3 OR locked_until < now())))
-         RETURNING id, endpoint_id, organization_id, event_id, event_type, payload, status, attempt, manual,
-             next_attempt_at, response_code, response_time_ms, error, created_at",
+         FROM webhook_events e
+         WHERE d.id = $1 AND e.id = d.event_id AND d.status IN ('pending', 'retrying')
+           AND ((d.attempt = $2 - 1 AND d.locked_until IS NULL)
+                OR (d.attempt = $2 AND d.locked_until IS NOT NULL AND ($3 OR d.locked_until < now())))
+         RETURNING d.id, d.endpoint_id, d.organization_id, d.event_id, d.event_type, e.payload AS "payload!",
+             d.status, d.attempt, d.manual, d.next_attempt_at, d.response_code, d.response_time_ms,
+             d.error, d.created_at"#,
         id,
         attempt,
         redelivered,
@@ -777,14 +793,16 @@ pub async fn attempts(conn: &mut PgConnection, delivery_id: Uuid) -> Result<Vec<
     Ok(rows)
 }
 
-/// Deletes finished deliveries (and their attempts) last changed before
-/// `retention_secs` ago, at most `limit` per call; how many. Delivery ids
-/// are UUID v7, ordered by creation time, and a delivery is created before
-/// it last changes: the scan walks the primary key up to the cut-off
-/// instead of reading the whole table.
+/// Deletes finished deliveries (with their attempts and, once unreferenced,
+/// their events) last changed before `retention_secs` ago, at most `limit`
+/// per call; how many deliveries. Delivery ids are UUID v7, ordered by
+/// creation time, and a delivery is created before it last changes: the
+/// scan walks the primary key up to the cut-off instead of reading the
+/// whole table.
 pub async fn prune(conn: &mut PgConnection, retention_secs: i64, limit: i64) -> Result<u64> {
     let cutoff_ms = OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000
         - i128::from(retention_secs) * 1000;
+    let cutoff = first_v7_of_millisecond(cutoff_ms);
     let done = sqlx::query!(
         "DELETE FROM webhook_deliveries WHERE id IN (
              SELECT id FROM webhook_deliveries
@@ -793,7 +811,20 @@ pub async fn prune(conn: &mut PgConnection, retention_secs: i64, limit: i64) -> 
              LIMIT $2)",
         retention_secs,
         limit,
-        first_v7_of_millisecond(cutoff_ms)
+        cutoff
+    )
+    .execute(&mut *conn)
+    .await?;
+    // Then the events no delivery refers to any more (those just pruned, and
+    // those whose endpoint was deleted). Event ids are UUID v7 too.
+    sqlx::query!(
+        "DELETE FROM webhook_events WHERE id IN (
+             SELECT e.id FROM webhook_events e
+             WHERE e.id < $1
+               AND NOT EXISTS (SELECT 1 FROM webhook_deliveries d WHERE d.event_id = e.id)
+             LIMIT $2)",
+        cutoff,
+        limit
     )
     .execute(conn)
     .await?;

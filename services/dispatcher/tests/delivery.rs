@@ -466,6 +466,19 @@ async fn gone_disables_and_retry_after_is_honoured_and_redirects_are_not_followe
     .await
     .unwrap();
     assert_eq!(orphans, 0);
+    // Each event's payload is stored once: kept while a delivery refers to
+    // it, pruned with its last one.
+    let (events_left, unreferenced, missing): (i64, i64, i64) = sqlx::query_as(
+        "SELECT (SELECT count(*) FROM webhook_events),
+                (SELECT count(*) FROM webhook_events e
+                 WHERE NOT EXISTS (SELECT 1 FROM webhook_deliveries d WHERE d.event_id = e.id)),
+                (SELECT count(*) FROM webhook_deliveries d
+                 WHERE NOT EXISTS (SELECT 1 FROM webhook_events e WHERE e.id = d.event_id))",
+    )
+    .fetch_one(&mut *conn)
+    .await
+    .unwrap();
+    assert_eq!((unreferenced, missing), (0, 0), "{events_left} events left");
 
     dispatcher.stop().await;
     TestDispatcher::cleanup(&app.prefix).await;
