@@ -17,6 +17,11 @@
 //!    `--duration` seconds; each first attempt's arrival minus the moment
 //!    its create request was sent (an upper bound of commit → attempt).
 //!
+//! Phases 1 and 2 also count CPU time (Linux `/proc`): the whole machine's
+//! per delivery, the dispatcher process's share, and the machine's per bare
+//! request. Their ratio moves much less from run to run than the ratio of
+//! the two rates, so it shows what a change to the dispatcher did.
+//!
 //! At the end every delivery must be `success` with exactly one attempt row
 //! per delivery, or the run fails: a rate that loses log rows is no rate.
 
@@ -266,6 +271,11 @@ struct Row {
     /// Attempts the dispatcher's fairness gates sent the long way round
     /// (work queue) during the backlog; a healthy run has none.
     parked: u64,
+    /// CPU time per backlog delivery: the whole machine's, and the dispatcher's share.
+    machine_cpu_per_delivery: Option<Duration>,
+    dispatcher_cpu_per_delivery: Option<Duration>,
+    /// The whole machine's CPU time per bare-client request.
+    machine_cpu_per_request: Option<Duration>,
 }
 
 impl Row {
@@ -275,6 +285,15 @@ impl Row {
         } else {
             0.0
         }
+    }
+
+    /// CPU efficiency: the bare client's cost per request over a delivery's.
+    /// On a machine the load saturates, this is what the rate ratio tends
+    /// to, with less of the noise of two rates measured at different moments.
+    fn cpu_ratio_percent(&self) -> Option<f64> {
+        let per_request = self.machine_cpu_per_request?.as_secs_f64();
+        let per_delivery = self.machine_cpu_per_delivery?.as_secs_f64();
+        (per_delivery > 0.0).then(|| 100.0 * per_request / per_delivery)
     }
 
     fn latency_ms(&self, q: f64) -> f64 {
@@ -321,6 +340,7 @@ async fn measure(
         receiver.reset();
         let created = create_tickets(&http, api, args.events as usize).await?;
         wait_outbox_drained(&pool).await?;
+        let machine_before = spawn::machine_cpu();
         let mut dispatcher = start_dispatcher(bin, scratch, api, &args.servers.amqp_url)?;
         dispatcher
             .0
@@ -329,6 +349,11 @@ async fn measure(
             .context("the dispatcher did not get ready")?;
         let expected = created * endpoints;
         let got = receiver.wait_for(expected, Duration::from_secs(300)).await;
+        // The dispatcher's own start-up is included (tens of milliseconds).
+        let dispatcher_cpu = spawn::process_cpu(dispatcher.0.id());
+        let machine_cpu = spawn::machine_cpu()
+            .zip(machine_before)
+            .map(|(after, before)| after.saturating_sub(before));
         let backlog = receiver.take();
         let parked = parked_count(&http, dispatcher.1).await;
         if got < expected {
@@ -339,6 +364,7 @@ async fn measure(
         };
 
         // 2. The bare client, same receiver, same bodies, same concurrency.
+        let machine_before = spawn::machine_cpu();
         let baseline = bare_client(
             &http,
             &receiver,
@@ -348,6 +374,9 @@ async fn measure(
             args.endpoints,
         )
         .await?;
+        let baseline_cpu = spawn::machine_cpu()
+            .zip(machine_before)
+            .map(|(after, before)| after.saturating_sub(before));
 
         // 3. Latency under a steady rate.
         receiver.reset();
@@ -370,13 +399,20 @@ async fn measure(
             duplicates: backlog.duplicates + steady_tally.duplicates,
             parked,
             latencies: steady_tally.latencies,
+            machine_cpu_per_delivery: machine_cpu.map(|cpu| per(cpu, expected)),
+            dispatcher_cpu_per_delivery: dispatcher_cpu.map(|cpu| per(cpu, expected)),
+            machine_cpu_per_request: baseline_cpu.map(|cpu| per(cpu, expected)),
         };
         println!(
-            "round {round}: dispatcher {:.0}/s ({} parked), bare client {:.0}/s ({:.1} %); request → first attempt p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms; {} / {} steady deliveries, {} duplicates",
+            "round {round}: dispatcher {:.0}/s ({} parked), bare client {:.0}/s ({:.1} %); CPU per delivery {:.0} µs (dispatcher {:.0} µs), per bare request {:.0} µs ({:.1} %); request → first attempt p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms; {} / {} steady deliveries, {} duplicates",
             row.dispatcher_rate,
             row.parked,
             row.baseline_rate,
             row.ratio_percent(),
+            micros(row.machine_cpu_per_delivery),
+            micros(row.dispatcher_cpu_per_delivery),
+            micros(row.machine_cpu_per_request),
+            row.cpu_ratio_percent().unwrap_or(f64::NAN),
             row.latency_ms(0.50),
             row.latency_ms(0.99),
             row.latency_ms(1.0),
@@ -388,6 +424,16 @@ async fn measure(
     }
     report(args, baseline_concurrency, &rows);
     Ok(())
+}
+
+/// `total` spread over `count` items.
+fn per(total: Duration, count: usize) -> Duration {
+    total / u32::try_from(count.max(1)).unwrap_or(u32::MAX)
+}
+
+/// Microseconds, NaN when unknown (no `/proc`).
+fn micros(value: Option<Duration>) -> f64 {
+    value.map_or(f64::NAN, |d| d.as_secs_f64() * 1e6)
 }
 
 /// The dispatcher's `tickiti_webhook_parked_total` (0 when unreadable).
@@ -605,6 +651,16 @@ fn report(args: &Args, baseline_concurrency: usize, rows: &[Row]) {
     println!(
         "  dispatcher / bare client       {:>9.1} %  (target ≥ {TARGET_PERCENT} %)",
         show(med(&|r| r.ratio_percent()))
+    );
+    println!(
+        "  machine CPU per delivery       {:>9.0} µs  (the dispatcher's share: {:.0} µs)",
+        show(med(&|r| micros(r.machine_cpu_per_delivery))),
+        show(med(&|r| micros(r.dispatcher_cpu_per_delivery)))
+    );
+    println!(
+        "  machine CPU per bare request   {:>9.0} µs  ({:.1} % of a delivery's)",
+        show(med(&|r| micros(r.machine_cpu_per_request))),
+        show(med(&|r| r.cpu_ratio_percent().unwrap_or(f64::NAN)))
     );
     println!(
         "  request → first attempt p50    {:>9.1} ms",
