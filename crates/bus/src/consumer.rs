@@ -409,7 +409,9 @@ where
                     let (message, acker) = IncomingMessage::from_delivery(delivery);
                     let redelivered = message.redelivered;
                     let handler = Arc::clone(handler);
-                    let task = tasks.spawn(async move { handler(message).await });
+                    // Boxed: the task then holds a pointer, and the handler's
+                    // (often large) future is not copied again on its way in.
+                    let task = tasks.spawn(Box::pin(handler(message)));
                     in_flight.insert(task.id(), (acker, redelivered));
                 }
                 Some(Err(error)) => break SessionEnd::Failed(SessionError::Consume(error)),

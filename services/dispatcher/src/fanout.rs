@@ -112,10 +112,12 @@ async fn fan_out(ctx: &Arc<Ctx>, event: EventEnvelope) -> anyhow::Result<()> {
     for first in attempts {
         let permit = ctx.in_flight.clone().acquire_owned().await?;
         let ctx = ctx.clone();
-        tokio::spawn(async move {
+        // Boxed: an attempt's future (request, signing, logging) is large,
+        // and spawning it unboxed copies it into the task.
+        tokio::spawn(Box::pin(async move {
             crate::deliver::first_attempt(&ctx, first).await;
             drop(permit);
-        });
+        }));
     }
     Ok(())
 }
