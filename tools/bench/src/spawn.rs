@@ -283,14 +283,49 @@ const TICKS_PER_SECOND: f64 = 100.0;
 /// CPU time a process has used so far (user + system), from `/proc/<pid>/stat`.
 pub fn process_cpu(pid: u32) -> Option<Duration> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // The command name may hold spaces: fields are counted after its ')'.
-    let fields: Vec<&str> = stat
-        .get(stat.rfind(')')? + 1..)?
-        .split_whitespace()
-        .collect();
+    Some(stat_cpu(&stat)?.1)
+}
+
+/// CPU time used so far by every process whose command name is `name`
+/// (`postgres`, `beam.smp`). A process that ends between two readings takes
+/// its time with it, so compare readings over a phase where none should.
+pub fn processes_cpu(name: &str) -> Option<Duration> {
+    let mut total = Duration::ZERO;
+    for entry in std::fs::read_dir("/proc").ok()?.flatten() {
+        if !entry
+            .file_name()
+            .to_string_lossy()
+            .bytes()
+            .all(|b| b.is_ascii_digit())
+        {
+            continue;
+        }
+        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
+            continue; // ended meanwhile
+        };
+        if let Some((comm, cpu)) = stat_cpu(&stat)
+            && comm == name
+        {
+            total += cpu;
+        }
+    }
+    Some(total)
+}
+
+/// The command name and user + system CPU time of a `/proc/<pid>/stat` line.
+fn stat_cpu(stat: &str) -> Option<(&str, Duration)> {
+    // The command name is in parentheses and may hold spaces: fields are
+    // counted after its ')'.
+    let open = stat.find('(')?;
+    let close = stat.rfind(')')?;
+    let comm = stat.get(open + 1..close)?;
+    let fields: Vec<&str> = stat.get(close + 1..)?.split_whitespace().collect();
     // proc(5): utime and stime are fields 14 and 15; after the name, 12 and 13.
     let ticks = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
-    Some(Duration::from_secs_f64(ticks as f64 / TICKS_PER_SECOND))
+    Some((
+        comm,
+        Duration::from_secs_f64(ticks as f64 / TICKS_PER_SECOND),
+    ))
 }
 
 /// CPU time every core of the machine has spent busy so far (all but idle

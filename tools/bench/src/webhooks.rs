@@ -18,8 +18,8 @@
 //!    its create request was sent (an upper bound of commit → attempt).
 //!
 //! Phases 1 and 2 also count CPU time (Linux `/proc`): the whole machine's
-//! per delivery, the dispatcher process's share, and the machine's per bare
-//! request. Their ratio moves much less from run to run than the ratio of
+//! per delivery with the shares of the dispatcher, Postgres and RabbitMQ,
+//! and the machine's per bare request. Their ratio moves much less from run to run than the ratio of
 //! the two rates, so it shows what a change to the dispatcher did.
 //!
 //! At the end every delivery must be `success` with exactly one attempt row
@@ -47,6 +47,11 @@ use crate::stats::{median, millis, now_nanos, percentile};
 /// The ARCHITECTURE.md targets.
 const TARGET_PERCENT: f64 = 50.0;
 const TARGET_P99_MS: f64 = 250.0;
+
+/// Command names of the Postgres and RabbitMQ server processes (Debian's),
+/// whose CPU time the throughput phase counts.
+const POSTGRES_PROCESS: &str = "postgres";
+const RABBITMQ_PROCESS: &str = "beam.smp";
 
 /// The dispatcher's request limits (its defaults, passed explicitly so the
 /// baseline's concurrency matches them).
@@ -271,9 +276,12 @@ struct Row {
     /// Attempts the dispatcher's fairness gates sent the long way round
     /// (work queue) during the backlog; a healthy run has none.
     parked: u64,
-    /// CPU time per backlog delivery: the whole machine's, and the dispatcher's share.
+    /// CPU time per backlog delivery: the whole machine's, and the shares
+    /// of the dispatcher, Postgres and RabbitMQ.
     machine_cpu_per_delivery: Option<Duration>,
     dispatcher_cpu_per_delivery: Option<Duration>,
+    postgres_cpu_per_delivery: Option<Duration>,
+    rabbitmq_cpu_per_delivery: Option<Duration>,
     /// The whole machine's CPU time per bare-client request.
     machine_cpu_per_request: Option<Duration>,
 }
@@ -341,6 +349,8 @@ async fn measure(
         let created = create_tickets(&http, api, args.events as usize).await?;
         wait_outbox_drained(&pool).await?;
         let machine_before = spawn::machine_cpu();
+        let postgres_before = spawn::processes_cpu(POSTGRES_PROCESS);
+        let rabbitmq_before = spawn::processes_cpu(RABBITMQ_PROCESS);
         let mut dispatcher = start_dispatcher(bin, scratch, api, &args.servers.amqp_url)?;
         dispatcher
             .0
@@ -353,6 +363,12 @@ async fn measure(
         let dispatcher_cpu = spawn::process_cpu(dispatcher.0.id());
         let machine_cpu = spawn::machine_cpu()
             .zip(machine_before)
+            .map(|(after, before)| after.saturating_sub(before));
+        let postgres_cpu = spawn::processes_cpu(POSTGRES_PROCESS)
+            .zip(postgres_before)
+            .map(|(after, before)| after.saturating_sub(before));
+        let rabbitmq_cpu = spawn::processes_cpu(RABBITMQ_PROCESS)
+            .zip(rabbitmq_before)
             .map(|(after, before)| after.saturating_sub(before));
         let backlog = receiver.take();
         let parked = parked_count(&http, dispatcher.1).await;
@@ -401,16 +417,20 @@ async fn measure(
             latencies: steady_tally.latencies,
             machine_cpu_per_delivery: machine_cpu.map(|cpu| per(cpu, expected)),
             dispatcher_cpu_per_delivery: dispatcher_cpu.map(|cpu| per(cpu, expected)),
+            postgres_cpu_per_delivery: postgres_cpu.map(|cpu| per(cpu, expected)),
+            rabbitmq_cpu_per_delivery: rabbitmq_cpu.map(|cpu| per(cpu, expected)),
             machine_cpu_per_request: baseline_cpu.map(|cpu| per(cpu, expected)),
         };
         println!(
-            "round {round}: dispatcher {:.0}/s ({} parked), bare client {:.0}/s ({:.1} %); CPU per delivery {:.0} µs (dispatcher {:.0} µs), per bare request {:.0} µs ({:.1} %); request → first attempt p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms; {} / {} steady deliveries, {} duplicates",
+            "round {round}: dispatcher {:.0}/s ({} parked), bare client {:.0}/s ({:.1} %); CPU per delivery {:.0} µs (dispatcher {:.0}, Postgres {:.0}, RabbitMQ {:.0}), per bare request {:.0} µs ({:.1} %); request → first attempt p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms; {} / {} steady deliveries, {} duplicates",
             row.dispatcher_rate,
             row.parked,
             row.baseline_rate,
             row.ratio_percent(),
             micros(row.machine_cpu_per_delivery),
             micros(row.dispatcher_cpu_per_delivery),
+            micros(row.postgres_cpu_per_delivery),
+            micros(row.rabbitmq_cpu_per_delivery),
             micros(row.machine_cpu_per_request),
             row.cpu_ratio_percent().unwrap_or(f64::NAN),
             row.latency_ms(0.50),
@@ -653,9 +673,11 @@ fn report(args: &Args, baseline_concurrency: usize, rows: &[Row]) {
         show(med(&|r| r.ratio_percent()))
     );
     println!(
-        "  machine CPU per delivery       {:>9.0} µs  (the dispatcher's share: {:.0} µs)",
+        "  machine CPU per delivery       {:>9.0} µs  (dispatcher {:.0}, Postgres {:.0}, RabbitMQ {:.0}; the rest is mostly the receiver)",
         show(med(&|r| micros(r.machine_cpu_per_delivery))),
-        show(med(&|r| micros(r.dispatcher_cpu_per_delivery)))
+        show(med(&|r| micros(r.dispatcher_cpu_per_delivery))),
+        show(med(&|r| micros(r.postgres_cpu_per_delivery))),
+        show(med(&|r| micros(r.rabbitmq_cpu_per_delivery)))
     );
     println!(
         "  machine CPU per bare request   {:>9.0} µs  ({:.1} % of a delivery's)",
