@@ -305,10 +305,9 @@ pub struct Delivery {
     pub organization_id: Uuid,
     /// The event's id.
     pub event_id: Uuid,
-    /// The event's type.
+    /// The event's type (its envelope is in `webhook_events`; only a sender
+    /// needs it, see [`claim_attempt`]).
     pub event_type: String,
-    /// The event envelope.
-    pub payload: serde_json::Value,
     /// `pending`, `success`, `retrying` or `failed`.
     pub status: String,
     /// Attempts started.
@@ -428,8 +427,8 @@ pub async fn insert_manual(
            )
          INSERT INTO webhook_deliveries (id, endpoint_id, organization_id, event_id, event_type, manual, next_attempt_at)
          VALUES ($1, $2, $3, $4, $5, true, now())
-         RETURNING id, endpoint_id, organization_id, event_id, event_type, $6::jsonb AS "payload!",
-             status, attempt, manual, next_attempt_at, response_code, response_time_ms, error, created_at"#,
+         RETURNING id, endpoint_id, organization_id, event_id, event_type, status, attempt, manual,
+             next_attempt_at, response_code, response_time_ms, error, created_at"#,
         tickiti_domain::new_id(),
         endpoint_id,
         organization_id,
@@ -451,10 +450,9 @@ pub async fn get_delivery(
 ) -> Result<Option<Delivery>> {
     let row = sqlx::query_as!(
         Delivery,
-        "SELECT d.id, d.endpoint_id, d.organization_id, d.event_id, d.event_type, e.payload, d.status,
-             d.attempt, d.manual, d.next_attempt_at, d.response_code, d.response_time_ms, d.error, d.created_at
-         FROM webhook_deliveries d JOIN webhook_events e ON e.id = d.event_id
-         WHERE d.organization_id = $1 AND d.endpoint_id = $2 AND d.id = $3",
+        "SELECT id, endpoint_id, organization_id, event_id, event_type, status, attempt, manual,
+             next_attempt_at, response_code, response_time_ms, error, created_at
+         FROM webhook_deliveries WHERE organization_id = $1 AND endpoint_id = $2 AND id = $3",
         organization_id,
         endpoint_id,
         id
@@ -474,11 +472,11 @@ pub async fn list_deliveries(
 ) -> Result<Page<Delivery>> {
     let rows = sqlx::query_as!(
         Delivery,
-        "SELECT d.id, d.endpoint_id, d.organization_id, d.event_id, d.event_type, e.payload, d.status,
-             d.attempt, d.manual, d.next_attempt_at, d.response_code, d.response_time_ms, d.error, d.created_at
-         FROM webhook_deliveries d JOIN webhook_events e ON e.id = d.event_id
-         WHERE d.organization_id = $1 AND d.endpoint_id = $2 AND ($3::uuid IS NULL OR d.id < $3)
-         ORDER BY d.id DESC LIMIT $4",
+        "SELECT id, endpoint_id, organization_id, event_id, event_type, status, attempt, manual,
+             next_attempt_at, response_code, response_time_ms, error, created_at
+         FROM webhook_deliveries
+         WHERE organization_id = $1 AND endpoint_id = $2 AND ($3::uuid IS NULL OR id < $3)
+         ORDER BY id DESC LIMIT $4",
         organization_id,
         endpoint_id,
         before,
@@ -498,13 +496,11 @@ pub async fn resend(
 ) -> Result<Option<Delivery>> {
     let row = sqlx::query_as!(
         Delivery,
-        r#"UPDATE webhook_deliveries d SET status = 'pending', manual = true, queued_at = NULL,
+        "UPDATE webhook_deliveries SET status = 'pending', manual = true, queued_at = NULL,
              locked_until = NULL, next_attempt_at = now(), updated_at = now()
-         FROM webhook_events e
-         WHERE d.organization_id = $1 AND d.endpoint_id = $2 AND d.id = $3 AND e.id = d.event_id
-         RETURNING d.id, d.endpoint_id, d.organization_id, d.event_id, d.event_type, e.payload AS "payload!",
-             d.status, d.attempt, d.manual, d.next_attempt_at, d.response_code, d.response_time_ms,
-             d.error, d.created_at"#,
+         WHERE organization_id = $1 AND endpoint_id = $2 AND id = $3
+         RETURNING id, endpoint_id, organization_id, event_id, event_type, status, attempt, manual,
+             next_attempt_at, response_code, response_time_ms, error, created_at",
         organization_id,
         endpoint_id,
         id
@@ -643,19 +639,19 @@ pub async fn mark_queued(conn: &mut PgConnection, ids: &[Uuid]) -> Result<()> {
     Ok(())
 }
 
-/// Takes attempt `attempt` of a delivery for `lease_ms`. `None` when that
-/// attempt is not due (already made, finished, or another worker holds it):
-/// the work message is a duplicate. A redelivered message may take over an
-/// attempt whose worker vanished (its channel closed without an ack).
+/// Takes attempt `attempt` of a delivery for `lease_ms`; the delivery and
+/// its event's envelope, to send. `None` when that attempt is not due
+/// (already made, finished, or another worker holds it): the work message
+/// is a duplicate. A redelivered message may take over an attempt whose
+/// worker vanished (its channel closed without an ack).
 pub async fn claim_attempt(
     conn: &mut PgConnection,
     id: Uuid,
     attempt: i32,
     redelivered: bool,
     lease_ms: i64,
-) -> Result<Option<Delivery>> {
-    let row = sqlx::query_as!(
-        Delivery,
+) -> Result<Option<(Delivery, serde_json::Value)>> {
+    let row = sqlx::query!(
         r#"UPDATE webhook_deliveries d
          SET attempt = $2, locked_until = now() + make_interval(secs => $4::bigint / 1000.0), updated_at = now()
          FROM webhook_events e
@@ -672,7 +668,24 @@ pub async fn claim_attempt(
     )
     .fetch_optional(conn)
     .await?;
-    Ok(row)
+    Ok(row.map(|r| {
+        let delivery = Delivery {
+            id: r.id,
+            endpoint_id: r.endpoint_id,
+            organization_id: r.organization_id,
+            event_id: r.event_id,
+            event_type: r.event_type,
+            status: r.status,
+            attempt: r.attempt,
+            manual: r.manual,
+            next_attempt_at: r.next_attempt_at,
+            response_code: r.response_code,
+            response_time_ms: r.response_time_ms,
+            error: r.error,
+            created_at: r.created_at,
+        };
+        (delivery, r.payload)
+    }))
 }
 
 /// What one attempt got, and the delivery's state after it.

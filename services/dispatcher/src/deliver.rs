@@ -197,7 +197,7 @@ async fn attempt(ctx: &Ctx, work: &WorkMessage, redelivered: bool) -> anyhow::Re
     };
     let lease_ms = i64::try_from(ctx.config.timeout.as_millis()).unwrap_or(i64::MAX / 2) + 60_000;
     let mut conn = ctx.db.acquire().await?;
-    let Some(delivery) = webhooks::claim_attempt(
+    let Some((delivery, envelope)) = webhooks::claim_attempt(
         &mut conn,
         work.delivery_id,
         work.attempt,
@@ -222,7 +222,7 @@ async fn attempt(ctx: &Ctx, work: &WorkMessage, redelivered: bool) -> anyhow::Re
     ctx.gates
         .pace(endpoint.id, endpoint.rate_limit_per_second)
         .await;
-    let body = render_body(&endpoint.payload_format, &delivery.payload)?;
+    let body = render_body(&endpoint.payload_format, &envelope)?;
     send_and_record(ctx, pass, &endpoint, &delivery, work.attempt, body).await
 }
 

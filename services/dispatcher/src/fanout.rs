@@ -32,7 +32,7 @@ const FANOUT_BATCH: usize = 256;
 
 /// A first attempt claimed by this process, to send now.
 pub struct FirstAttempt {
-    /// The delivery as created (its `payload` is left empty: `body` has it rendered).
+    /// The delivery as created.
     pub delivery: Delivery,
     /// Its endpoint as read in the fan-out transaction.
     pub endpoint: Arc<Endpoint>,
@@ -198,7 +198,6 @@ async fn fan_out_batch(
             organization_id: event.organization_id,
             event_id: event.id,
             event_type: event.event.as_str().to_owned(),
-            payload: serde_json::Value::Null,
             status: "pending".into(),
             attempt: 1,
             manual: false,
