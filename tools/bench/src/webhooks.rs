@@ -19,8 +19,9 @@
 //!
 //! Phases 1 and 2 also count CPU time (Linux `/proc`): the whole machine's
 //! per delivery with the shares of the dispatcher, Postgres and RabbitMQ,
-//! and the machine's per bare request. Their ratio moves much less from run to run than the ratio of
-//! the two rates, so it shows what a change to the dispatcher did.
+//! and the machine's per bare request. The ratio of the machine's two
+//! figures moves much less from run to run than the ratio of the two rates,
+//! so it shows what a change to the dispatcher did.
 //!
 //! At the end every delivery must be `success` with exactly one attempt row
 //! per delivery, or the run fails: a rate that loses log rows is no rate.
@@ -348,9 +349,7 @@ async fn measure(
         receiver.reset();
         let created = create_tickets(&http, api, args.events as usize).await?;
         wait_outbox_drained(&pool).await?;
-        let machine_before = spawn::machine_cpu();
-        let postgres_before = spawn::processes_cpu(POSTGRES_PROCESS);
-        let rabbitmq_before = spawn::processes_cpu(RABBITMQ_PROCESS);
+        let cpu_before = CpuReading::now();
         let mut dispatcher = start_dispatcher(bin, scratch, api, &args.servers.amqp_url)?;
         dispatcher
             .0
@@ -361,15 +360,7 @@ async fn measure(
         let got = receiver.wait_for(expected, Duration::from_secs(300)).await;
         // The dispatcher's own start-up is included (tens of milliseconds).
         let dispatcher_cpu = spawn::process_cpu(dispatcher.0.id());
-        let machine_cpu = spawn::machine_cpu()
-            .zip(machine_before)
-            .map(|(after, before)| after.saturating_sub(before));
-        let postgres_cpu = spawn::processes_cpu(POSTGRES_PROCESS)
-            .zip(postgres_before)
-            .map(|(after, before)| after.saturating_sub(before));
-        let rabbitmq_cpu = spawn::processes_cpu(RABBITMQ_PROCESS)
-            .zip(rabbitmq_before)
-            .map(|(after, before)| after.saturating_sub(before));
+        let backlog_cpu = CpuReading::now().since(&cpu_before);
         let backlog = receiver.take();
         let parked = parked_count(&http, dispatcher.1).await;
         if got < expected {
@@ -380,7 +371,7 @@ async fn measure(
         };
 
         // 2. The bare client, same receiver, same bodies, same concurrency.
-        let machine_before = spawn::machine_cpu();
+        let cpu_before = CpuReading::now();
         let baseline = bare_client(
             &http,
             &receiver,
@@ -390,9 +381,7 @@ async fn measure(
             args.endpoints,
         )
         .await?;
-        let baseline_cpu = spawn::machine_cpu()
-            .zip(machine_before)
-            .map(|(after, before)| after.saturating_sub(before));
+        let baseline_cpu = CpuReading::now().since(&cpu_before);
 
         // 3. Latency under a steady rate.
         receiver.reset();
@@ -415,11 +404,11 @@ async fn measure(
             duplicates: backlog.duplicates + steady_tally.duplicates,
             parked,
             latencies: steady_tally.latencies,
-            machine_cpu_per_delivery: machine_cpu.map(|cpu| per(cpu, expected)),
+            machine_cpu_per_delivery: backlog_cpu.machine.map(|cpu| per(cpu, expected)),
             dispatcher_cpu_per_delivery: dispatcher_cpu.map(|cpu| per(cpu, expected)),
-            postgres_cpu_per_delivery: postgres_cpu.map(|cpu| per(cpu, expected)),
-            rabbitmq_cpu_per_delivery: rabbitmq_cpu.map(|cpu| per(cpu, expected)),
-            machine_cpu_per_request: baseline_cpu.map(|cpu| per(cpu, expected)),
+            postgres_cpu_per_delivery: backlog_cpu.postgres.map(|cpu| per(cpu, expected)),
+            rabbitmq_cpu_per_delivery: backlog_cpu.rabbitmq.map(|cpu| per(cpu, expected)),
+            machine_cpu_per_request: baseline_cpu.machine.map(|cpu| per(cpu, expected)),
         };
         println!(
             "round {round}: dispatcher {:.0}/s ({} parked), bare client {:.0}/s ({:.1} %); CPU per delivery {:.0} µs (dispatcher {:.0}, Postgres {:.0}, RabbitMQ {:.0}), per bare request {:.0} µs ({:.1} %); request → first attempt p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms; {} / {} steady deliveries, {} duplicates",
@@ -444,6 +433,36 @@ async fn measure(
     }
     report(args, baseline_concurrency, &rows);
     Ok(())
+}
+
+/// CPU time used so far: the whole machine's, and every Postgres and
+/// RabbitMQ server process's (None where `/proc` cannot tell).
+struct CpuReading {
+    machine: Option<Duration>,
+    postgres: Option<Duration>,
+    rabbitmq: Option<Duration>,
+}
+
+impl CpuReading {
+    fn now() -> CpuReading {
+        CpuReading {
+            machine: spawn::machine_cpu(),
+            postgres: spawn::processes_cpu(POSTGRES_PROCESS),
+            rabbitmq: spawn::processes_cpu(RABBITMQ_PROCESS),
+        }
+    }
+
+    /// What was used between `earlier` and this reading.
+    fn since(&self, earlier: &CpuReading) -> CpuReading {
+        let used = |now: Option<Duration>, then: Option<Duration>| {
+            now.zip(then).map(|(now, then)| now.saturating_sub(then))
+        };
+        CpuReading {
+            machine: used(self.machine, earlier.machine),
+            postgres: used(self.postgres, earlier.postgres),
+            rabbitmq: used(self.rabbitmq, earlier.rabbitmq),
+        }
+    }
 }
 
 /// `total` spread over `count` items.
