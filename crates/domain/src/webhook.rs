@@ -312,9 +312,43 @@ pub fn retry_delay(
     })
 }
 
+/// The id of the delivery of event `event_id` to endpoint `endpoint_id`:
+/// the same pair always gets the same id, so a fan-out redone after a crash
+/// (or by another dispatcher) names the delivery as the first one did and
+/// the receiver sees one stable `X-Tickiti-Delivery`. Shaped like a UUID v7
+/// with the event's millisecond (event ids are v7), so deliveries sort and
+/// prune by time like every other id; the other 74 bits are a hash of both.
+pub fn delivery_id(event_id: uuid::Uuid, endpoint_id: uuid::Uuid) -> uuid::Uuid {
+    use sha2::Digest as _;
+    let digest = sha2::Sha256::new()
+        .chain_update(event_id.as_bytes())
+        .chain_update(endpoint_id.as_bytes())
+        .finalize();
+    let mut bytes = [0u8; 16];
+    bytes.copy_from_slice(digest.get(..16).unwrap_or(&[0; 16]));
+    if event_id.get_version_num() == 7 {
+        bytes[..6].copy_from_slice(&event_id.as_bytes()[..6]);
+    }
+    bytes[6] = 0x70 | (bytes[6] & 0x0F); // version 7
+    bytes[8] = 0x80 | (bytes[8] & 0x3F); // RFC 9562 variant
+    uuid::Uuid::from_bytes(bytes)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn delivery_ids_are_stable_distinct_and_time_ordered() {
+        let event = crate::new_id();
+        let (a, b) = (crate::new_id(), crate::new_id());
+        assert_eq!(delivery_id(event, a), delivery_id(event, a));
+        assert_ne!(delivery_id(event, a), delivery_id(event, b));
+        assert_eq!(delivery_id(event, a).get_version_num(), 7);
+        assert_eq!(delivery_id(event, a).as_bytes()[..6], event.as_bytes()[..6]);
+        let later = uuid::Uuid::from_u128(event.as_u128() + (1u128 << 80));
+        assert!(delivery_id(later, a) > delivery_id(event, b));
+    }
 
     fn class(text: &str) -> Option<AddressClass> {
         classify_ip(text.parse().unwrap())

@@ -333,82 +333,134 @@ pub struct EventColumns {
     pub ids: Vec<Uuid>,
     /// Their organizations.
     pub organization_ids: Vec<Uuid>,
-    /// Their types.
-    pub types: Vec<String>,
     /// Their envelopes.
     pub payloads: Vec<serde_json::Value>,
 }
 
-/// Deliveries to create, as parallel arrays; `event_index` points into [`EventColumns`].
-#[derive(Debug, Default)]
-pub struct DeliveryColumns {
-    /// New delivery ids.
-    pub ids: Vec<Uuid>,
-    /// Their endpoints.
-    pub endpoint_ids: Vec<Uuid>,
-    /// 0-based position of each one's event.
-    pub event_index: Vec<i32>,
-}
-
-/// Creates the deliveries of a batch of events with their first attempt
-/// already claimed for `lease_ms` by the caller, who sends it right away
-/// (`queued_at` set, so the unqueued sweeper leaves them alone; should the
-/// caller die, [`expired_claims`] finds them when the lease runs out). An
-/// (endpoint, event) pair that already has a delivery is skipped (a
-/// re-consumed event adds nothing). Returns the ids created.
-pub async fn insert_claimed(
-    conn: &mut PgConnection,
-    events: &EventColumns,
-    deliveries: &DeliveryColumns,
-    lease_ms: i64,
-) -> Result<Vec<Uuid>> {
-    if deliveries.ids.is_empty() {
+/// Stores the events of a fan-out batch, unsettled: until the sweeper
+/// settles them (see [`unsettled_events`]), they stand for the deliveries
+/// their first attempts will write. An event stored before (its message
+/// came again) is skipped. Returns the ids stored now.
+pub async fn insert_events(conn: &mut PgConnection, events: &EventColumns) -> Result<Vec<Uuid>> {
+    if events.ids.is_empty() {
         return Ok(Vec::new());
     }
     let ids = sqlx::query_scalar!(
-        "WITH event AS (
-             SELECT * FROM unnest($4::uuid[], $5::uuid[], $6::text[], $7::jsonb[]) WITH ORDINALITY
-                 AS e(id, organization_id, type, payload, n)
-           ), stored AS (
-             INSERT INTO webhook_events (id, organization_id, payload)
-             SELECT e.id, e.organization_id, e.payload FROM event e
-             WHERE e.n - 1 = ANY($3::int[])
-             ON CONFLICT (id) DO NOTHING
-           )
-         INSERT INTO webhook_deliveries (id, endpoint_id, organization_id, event_id, event_type,
-             attempt, locked_until, queued_at, next_attempt_at)
-         SELECT d.id, d.endpoint_id, e.organization_id, e.id, e.type,
-             1, now() + make_interval(secs => $8::bigint / 1000.0), now(), now()
-         FROM unnest($1::uuid[], $2::uuid[], $3::int[]) AS d(id, endpoint_id, event_index)
-         JOIN event e ON e.n = d.event_index + 1
-         ON CONFLICT (event_id, endpoint_id) DO NOTHING
+        "INSERT INTO webhook_events (id, organization_id, payload)
+         SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::jsonb[])
+         ON CONFLICT (id) DO NOTHING
          RETURNING id",
-        &deliveries.ids,
-        &deliveries.endpoint_ids,
-        &deliveries.event_index,
         &events.ids,
         &events.organization_ids,
-        &events.types,
-        &events.payloads,
-        lease_ms
+        &events.payloads
     )
     .fetch_all(conn)
     .await?;
     Ok(ids)
 }
 
-/// Gives back the claim on attempt `attempt` before it was sent (its
-/// sender hands it to the work queue instead): the delivery is unqueued again.
-pub async fn release_claim(conn: &mut PgConnection, id: Uuid, attempt: i32) -> Result<bool> {
-    let done = sqlx::query!(
-        "UPDATE webhook_deliveries SET attempt = $2 - 1, locked_until = NULL, queued_at = NULL, updated_at = now()
-         WHERE id = $1 AND attempt = $2 AND locked_until IS NOT NULL AND status IN ('pending', 'retrying')",
-        id,
-        attempt
+/// An event whose fan-out the sweeper checks.
+#[derive(Debug, Clone)]
+pub struct UnsettledEvent {
+    /// Event id.
+    pub id: Uuid,
+    /// Its organization.
+    pub organization_id: Uuid,
+    /// Its type.
+    pub event_type: String,
+    /// When it was fanned out.
+    pub created_at: OffsetDateTime,
+}
+
+/// Locks up to `limit` events fanned out more than `lease_ms` ago and not
+/// settled yet, oldest first: every first attempt of theirs has been
+/// recorded by now, unless its sender died.
+pub async fn unsettled_events(
+    conn: &mut PgConnection,
+    lease_ms: i64,
+    limit: i64,
+) -> Result<Vec<UnsettledEvent>> {
+    let rows = sqlx::query_as!(
+        UnsettledEvent,
+        r#"SELECT id, organization_id, payload->>'event' AS "event_type!", created_at
+         FROM webhook_events
+         WHERE settled_at IS NULL AND created_at < now() - make_interval(secs => $1::bigint / 1000.0)
+         ORDER BY created_at LIMIT $2
+         FOR UPDATE SKIP LOCKED"#,
+        lease_ms,
+        limit
+    )
+    .fetch_all(conn)
+    .await?;
+    Ok(rows)
+}
+
+/// Marks events settled: each has its delivery rows.
+pub async fn settle_events(conn: &mut PgConnection, ids: &[Uuid]) -> Result<()> {
+    sqlx::query!(
+        "UPDATE webhook_events SET settled_at = now() WHERE id = ANY($1)",
+        ids
     )
     .execute(conn)
     .await?;
-    Ok(done.rows_affected() > 0)
+    Ok(())
+}
+
+/// Deliveries to create waiting for their work message, as parallel arrays.
+#[derive(Debug, Default)]
+pub struct DeliveryColumns {
+    /// Ids (see `tickiti_domain::webhook::delivery_id`).
+    pub ids: Vec<Uuid>,
+    /// Their endpoints.
+    pub endpoint_ids: Vec<Uuid>,
+    /// Their organizations.
+    pub organization_ids: Vec<Uuid>,
+    /// Their events.
+    pub event_ids: Vec<Uuid>,
+    /// Their events' types.
+    pub event_types: Vec<String>,
+}
+
+impl DeliveryColumns {
+    /// Adds one delivery.
+    pub fn push(
+        &mut self,
+        id: Uuid,
+        endpoint_id: Uuid,
+        organization_id: Uuid,
+        event_id: Uuid,
+        event_type: &str,
+    ) {
+        self.ids.push(id);
+        self.endpoint_ids.push(endpoint_id);
+        self.organization_ids.push(organization_id);
+        self.event_ids.push(event_id);
+        self.event_types.push(event_type.to_owned());
+    }
+}
+
+/// Creates deliveries whose first attempt goes through the work queue (a
+/// first attempt handed over, or one the sweeper found missing), unqueued;
+/// a delivery that exists already is skipped. Returns the ids created: the
+/// caller queues them once this is committed (a worker must find the row).
+pub async fn insert_pending(conn: &mut PgConnection, rows: &DeliveryColumns) -> Result<Vec<Uuid>> {
+    if rows.ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let created = sqlx::query_scalar!(
+        "INSERT INTO webhook_deliveries (id, endpoint_id, organization_id, event_id, event_type, next_attempt_at)
+         SELECT d.*, now() FROM unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::uuid[], $5::text[]) AS d
+         ON CONFLICT DO NOTHING
+         RETURNING id",
+        &rows.ids,
+        &rows.endpoint_ids,
+        &rows.organization_ids,
+        &rows.event_ids,
+        &rows.event_types
+    )
+    .fetch_all(conn)
+    .await?;
+    Ok(created)
 }
 
 /// Creates a delivery a person asked for (`test.ping`): one attempt, now.
@@ -423,13 +475,13 @@ pub async fn insert_manual(
     let row = sqlx::query_as!(
         Delivery,
         r#"WITH stored AS (
-             INSERT INTO webhook_events (id, organization_id, payload) VALUES ($4, $3, $6)
+             INSERT INTO webhook_events (id, organization_id, payload, settled_at) VALUES ($4, $3, $6, now())
            )
          INSERT INTO webhook_deliveries (id, endpoint_id, organization_id, event_id, event_type, manual, next_attempt_at)
          VALUES ($1, $2, $3, $4, $5, true, now())
          RETURNING id, endpoint_id, organization_id, event_id, event_type, status, attempt, manual,
              next_attempt_at, response_code, response_time_ms, error, created_at"#,
-        tickiti_domain::new_id(),
+        tickiti_domain::webhook::delivery_id(event_id, endpoint_id),
         endpoint_id,
         organization_id,
         event_id,
@@ -688,6 +740,19 @@ pub async fn claim_attempt(
     }))
 }
 
+/// A delivery a first attempt writes (see [`finish_attempts`]).
+#[derive(Debug, Clone)]
+pub struct NewDelivery {
+    /// Its endpoint.
+    pub endpoint_id: Uuid,
+    /// Its organization.
+    pub organization_id: Uuid,
+    /// Its event.
+    pub event_id: Uuid,
+    /// Its event's type.
+    pub event_type: String,
+}
+
 /// What one attempt got, and the delivery's state after it.
 #[derive(Debug, Clone)]
 pub struct FinishedAttempt {
@@ -695,6 +760,9 @@ pub struct FinishedAttempt {
     pub delivery_id: Uuid,
     /// The attempt's number.
     pub attempt: i32,
+    /// Set for a first attempt sent straight from the fan-out: its
+    /// delivery row does not exist yet and is created with this attempt.
+    pub new_delivery: Option<NewDelivery>,
     /// The delivery's new status: `success`, `retrying` or `failed`.
     pub status: String,
     /// When `retrying`: when the next attempt is due.
@@ -710,10 +778,13 @@ pub struct FinishedAttempt {
 }
 
 /// Records attempts (one `webhook_attempts` row each) and their deliveries'
-/// new states in one statement, releasing the claims. A `retrying` delivery
-/// is left unqueued: the caller queues its next attempt. Returns the ids of
-/// the deliveries updated (a delivery whose attempt number moved on, or that
-/// was deleted, is not).
+/// new states in one statement: a first attempt from the fan-out creates
+/// its delivery row in that state, any other updates it and releases its
+/// claim. A `retrying` delivery is left unqueued: the caller queues its next
+/// attempt. Returns the ids of the deliveries written; not written are a
+/// delivery whose attempt number moved on, one that was deleted, and a new
+/// one whose row exists already (the sweeper made it after the first
+/// attempt's lease ran out), though the attempt is logged all the same.
 pub async fn finish_attempts(
     conn: &mut PgConnection,
     finished: &[&FinishedAttempt],
@@ -730,22 +801,52 @@ pub async fn finish_attempts(
     let times: Vec<i32> = finished.iter().map(|f| f.response_time_ms).collect();
     let bodies: Vec<Option<String>> = finished.iter().map(|f| f.response_body.clone()).collect();
     let errors: Vec<Option<String>> = finished.iter().map(|f| f.error.clone()).collect();
-    let updated = sqlx::query_scalar!(
+    let new = |field: fn(&NewDelivery) -> Uuid| -> Vec<Option<Uuid>> {
+        finished
+            .iter()
+            .map(|f| f.new_delivery.as_ref().map(field))
+            .collect()
+    };
+    let endpoint_ids = new(|n| n.endpoint_id);
+    let organization_ids = new(|n| n.organization_id);
+    let event_ids = new(|n| n.event_id);
+    let event_types: Vec<Option<String>> = finished
+        .iter()
+        .map(|f| f.new_delivery.as_ref().map(|n| n.event_type.clone()))
+        .collect();
+    let written = sqlx::query_scalar!(
         r#"WITH input AS (
              SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::int[], $4::text[], $5::timestamptz[],
-                 $6::int[], $7::int[], $8::text[], $9::text[])
+                 $6::int[], $7::int[], $8::text[], $9::text[], $10::uuid[], $11::uuid[], $12::uuid[],
+                 $13::text[])
              AS i(attempt_id, delivery_id, attempt, status, next_attempt_at, response_code,
-                 response_time_ms, response_body, error)
+                 response_time_ms, response_body, error, endpoint_id, organization_id, event_id,
+                 event_type)
+           ), created AS (
+             INSERT INTO webhook_deliveries (id, endpoint_id, organization_id, event_id, event_type,
+                 status, attempt, next_attempt_at, response_code, response_time_ms, error)
+             SELECT i.delivery_id, i.endpoint_id, i.organization_id, i.event_id, i.event_type,
+                 i.status, i.attempt, i.next_attempt_at, i.response_code, i.response_time_ms, i.error
+             FROM input i
+             WHERE i.event_id IS NOT NULL
+               AND EXISTS (SELECT 1 FROM webhook_endpoints ep WHERE ep.id = i.endpoint_id)
+             ON CONFLICT DO NOTHING
+             RETURNING id
+           ), updated AS (
+             UPDATE webhook_deliveries d SET status = i.status, next_attempt_at = i.next_attempt_at,
+                 locked_until = NULL, queued_at = NULL, response_code = i.response_code,
+                 response_time_ms = i.response_time_ms, error = i.error, updated_at = now()
+             FROM input i
+             WHERE i.event_id IS NULL AND d.id = i.delivery_id AND d.attempt = i.attempt
+             RETURNING d.id
            ), logged AS (
              INSERT INTO webhook_attempts (id, delivery_id, attempt, response_code, response_time_ms, response_body, error)
              SELECT i.attempt_id, i.delivery_id, i.attempt, i.response_code, i.response_time_ms, i.response_body, i.error
-             FROM input i JOIN webhook_deliveries d ON d.id = i.delivery_id
+             FROM input i
+             WHERE i.delivery_id IN (SELECT id FROM created)
+                OR EXISTS (SELECT 1 FROM webhook_deliveries d WHERE d.id = i.delivery_id)
            )
-         UPDATE webhook_deliveries d SET status = i.status, next_attempt_at = i.next_attempt_at,
-             locked_until = NULL, queued_at = NULL, response_code = i.response_code,
-             response_time_ms = i.response_time_ms, error = i.error, updated_at = now()
-         FROM input i WHERE d.id = i.delivery_id AND d.attempt = i.attempt
-         RETURNING d.id"#,
+         SELECT id AS "id!" FROM created UNION ALL SELECT id FROM updated"#,
         &attempt_ids,
         &delivery_ids,
         &attempts,
@@ -754,11 +855,15 @@ pub async fn finish_attempts(
         &codes as &[Option<i32>],
         &times,
         &bodies as &[Option<String>],
-        &errors as &[Option<String>]
+        &errors as &[Option<String>],
+        &endpoint_ids as &[Option<Uuid>],
+        &organization_ids as &[Option<Uuid>],
+        &event_ids as &[Option<Uuid>],
+        &event_types as &[Option<String>]
     )
     .fetch_all(conn)
     .await?;
-    Ok(updated)
+    Ok(written)
 }
 
 /// Ends a delivery without an attempt (its endpoint is gone, disabled or failed).
@@ -833,7 +938,7 @@ pub async fn prune(conn: &mut PgConnection, retention_secs: i64, limit: i64) -> 
     sqlx::query!(
         "DELETE FROM webhook_events WHERE id IN (
              SELECT e.id FROM webhook_events e
-             WHERE e.id < $1
+             WHERE e.id < $1 AND e.settled_at IS NOT NULL
                AND NOT EXISTS (SELECT 1 FROM webhook_deliveries d WHERE d.event_id = e.id)
              LIMIT $2)",
         cutoff,

@@ -1,6 +1,6 @@
-//! Attempts. A first attempt comes from the fan-out already claimed and is
-//! sent at once ([`first_attempt`]); every other attempt is one work message
-//! ([`handle`]):
+//! Attempts. A first attempt comes from the fan-out and is sent at once
+//! ([`first_attempt`]), its delivery row written with its answer; every
+//! other attempt is one work message ([`handle`]):
 //!
 //! 1. Not yet due: parked in a delay tier (acked), or waited for when close.
 //! 2. Fairness gates (per endpoint, global), then the attempt is claimed in
@@ -22,7 +22,7 @@ use sqlx::PgPool;
 use tickiti_bus::{IncomingMessage, Outcome};
 use tickiti_crypto::{standard_webhooks_signature, tickiti_signature};
 use tickiti_domain::webhook::{DeliveryStatus, EndpointStatus, PayloadFormat, retry_delay};
-use tickiti_store::webhooks::{self, Delivery, Endpoint, FinishedAttempt};
+use tickiti_store::webhooks::{self, Delivery, Endpoint, FinishedAttempt, NewDelivery};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
@@ -37,17 +37,17 @@ use crate::topology::{WorkMessage, now_ms, wait_for};
 pub const ROTATION_OVERLAP: time::Duration = time::Duration::hours(24);
 
 /// How long a first attempt may wait for its endpoint's turn (a free slot
-/// and its rate limit) before it goes to the work queue instead (and its
-/// claim with it).
+/// and its rate limit) before it goes to the work queue instead.
 pub const FIRST_ATTEMPT_GATE_WAIT: Duration = Duration::from_secs(10);
 
 /// First attempts waiting for one endpoint in this process at most; more go
 /// to the work queue, so one endpoint's backlog cannot take every slot.
 pub const FIRST_ATTEMPT_WAITING_CAP: usize = 512;
 
-/// The claim a fan-out takes on a first attempt: the gate wait, the request
-/// and a margin. A dispatcher that dies holding it delays those deliveries
-/// by at most this much.
+/// How long after its fan-out a first attempt has written its delivery row
+/// (or handed it over), unless its sender died: the gate wait, the request
+/// and a margin. The sweeper redoes what is missing after that, so a
+/// dispatcher that dies mid-attempt delays those deliveries by about this much.
 pub fn first_attempt_lease(timeout: Duration) -> Duration {
     FIRST_ATTEMPT_GATE_WAIT + timeout + Duration::from_secs(10)
 }
@@ -77,16 +77,32 @@ pub fn start_recorder(db: PgPool) -> Recorder {
         move |batch: Vec<(FinishedAttempt, Option<EndpointChange>)>| {
             let db = db.clone();
             async move {
-                let count = batch.len();
+                let answers =
+                    |batch: &[(FinishedAttempt, Option<EndpointChange>)],
+                     result: anyhow::Result<std::collections::HashSet<Uuid>>| {
+                        match result {
+                            Ok(written) => batch
+                                .iter()
+                                .map(|(f, _)| Ok(written.contains(&f.delivery_id)))
+                                .collect::<Vec<_>>(),
+                            Err(error) => {
+                                let error = format!("{error:#}");
+                                batch.iter().map(|_| Err(error.clone())).collect()
+                            }
+                        }
+                    };
                 match record_batch(&db, &batch).await {
-                    Ok(updated) => batch
-                        .iter()
-                        .map(|(f, _)| Ok(updated.contains(&f.delivery_id)))
-                        .collect(),
-                    Err(error) => {
-                        let error = format!("{error:#}");
-                        (0..count).map(|_| Err(error.clone())).collect()
+                    Err(error) if batch.len() > 1 => {
+                        // One row that cannot be written (its endpoint deleted
+                        // mid-statement, say) must not sink the others: each alone.
+                        tracing::warn!(%error, attempts = batch.len(), "recording a batch failed; recording its attempts one by one");
+                        let mut out = Vec::with_capacity(batch.len());
+                        for item in batch.chunks(1) {
+                            out.extend(answers(item, record_batch(&db, item).await));
+                        }
+                        out
                     }
+                    result => answers(&batch, result),
                 }
             }
         },
@@ -114,9 +130,9 @@ async fn record_batch(
     Ok(updated.into_iter().collect())
 }
 
-/// Sends a first attempt the fan-out claimed. When its endpoint's turn does
-/// not come soon enough (or too many wait for it), the claim is given back
-/// and the attempt goes to the work queue like any other.
+/// Sends a first attempt of the fan-out. When its endpoint's turn does not
+/// come soon enough (or too many wait for it), its delivery row is written
+/// unsent and the attempt goes to the work queue like any other.
 pub async fn first_attempt(ctx: &Arc<Ctx>, first: FirstAttempt) {
     let FirstAttempt {
         delivery,
@@ -125,7 +141,7 @@ pub async fn first_attempt(ctx: &Arc<Ctx>, first: FirstAttempt) {
         claimed_at,
     } = first;
     // Its endpoint's turn: a slot, then its rate limit's next start. Both
-    // count against the claim's lease, so waiting too long hands it over.
+    // count against the lease, so waiting too long hands it over.
     let turn = tokio::time::timeout_at(claimed_at + FIRST_ATTEMPT_GATE_WAIT, async {
         let pass = ctx
             .gates
@@ -139,24 +155,21 @@ pub async fn first_attempt(ctx: &Arc<Ctx>, first: FirstAttempt) {
     .await;
     let Ok(Some(pass)) = turn else {
         ctx.metrics.parked();
-        if let Err(error) = hand_over(ctx, delivery.id).await {
-            // The claim runs out and the sweeper queues it.
+        if let Err(error) = crate::fanout::hand_over(ctx, &delivery).await {
+            // The lease runs out and the sweeper queues it.
             tracing::warn!(%error, delivery.id = %delivery.id, "could not hand a first attempt to the work queue; the sweeper will");
         }
         return;
     };
-    if let Err(error) = send_and_record(ctx, pass, &endpoint, &delivery, 1, body).await {
-        tracing::warn!(%error, delivery.id = %delivery.id, "first attempt not recorded; its claim runs out and the sweeper queues it again");
+    let new = NewDelivery {
+        endpoint_id: delivery.endpoint_id,
+        organization_id: delivery.organization_id,
+        event_id: delivery.event_id,
+        event_type: delivery.event_type.clone(),
+    };
+    if let Err(error) = send_and_record(ctx, pass, &endpoint, &delivery, 1, Some(new), body).await {
+        tracing::warn!(%error, delivery.id = %delivery.id, "first attempt not recorded; once its lease runs out the sweeper queues it again");
     }
-}
-
-async fn hand_over(ctx: &Ctx, id: Uuid) -> anyhow::Result<()> {
-    let mut conn = ctx.db.acquire().await?;
-    if webhooks::release_claim(&mut conn, id, 1).await? {
-        drop(conn);
-        queue_deliveries(ctx, Select::Ids(&[id])).await?;
-    }
-    Ok(())
 }
 
 /// Handles one message of the work queue.
@@ -223,18 +236,20 @@ async fn attempt(ctx: &Ctx, work: &WorkMessage, redelivered: bool) -> anyhow::Re
         .pace(endpoint.id, endpoint.rate_limit_per_second)
         .await;
     let body = render_body(&endpoint.payload_format, &envelope)?;
-    send_and_record(ctx, pass, &endpoint, &delivery, work.attempt, body).await
+    send_and_record(ctx, pass, &endpoint, &delivery, work.attempt, None, body).await
 }
 
-/// Steps 3 and 4: send `body`, record (batched), queue the retry if one is
-/// due. The endpoint's slot (`pass`) is given back as soon as the answer is
-/// in: writing the log is not the endpoint's business.
+/// Steps 3 and 4: send `body`, record (batched; `new_delivery` when the
+/// delivery's row is still to be written), queue the retry if one is due.
+/// The endpoint's slot (`pass`) is given back as soon as the answer is in:
+/// writing the log is not the endpoint's business.
 async fn send_and_record(
     ctx: &Ctx,
     pass: Pass,
     endpoint: &Endpoint,
     delivery: &Delivery,
     attempt: i32,
+    new_delivery: Option<NewDelivery>,
     body: Bytes,
 ) -> anyhow::Result<()> {
     // 3. Send.
@@ -252,6 +267,7 @@ async fn send_and_record(
     let finished = FinishedAttempt {
         delivery_id: delivery.id,
         attempt,
+        new_delivery,
         status: decision.status.as_str().to_owned(),
         next_attempt_at: decision.next_attempt_at,
         response_code: answer.status.map(i32::from),

@@ -1,9 +1,13 @@
 //! Events in: fan out to the subscribed endpoints and send their first
 //! attempts from this process at once. The events of many concurrent
 //! handlers are written together (see [`crate::batch`]): one transaction
-//! creates every delivery of the batch with its first attempt claimed, and
-//! the events are acked after that commit. A sender that dies leaves its
-//! claims to expire; the sweeper queues them again, so nothing is lost.
+//! stores the batch's events, and their messages are acked after that
+//! commit. No delivery row is written yet: a first attempt creates its row
+//! with its answer ([`crate::deliver`]). An event stays unsettled until the
+//! sweeper ([`redo_unsettled_events`]), once the first attempts' lease has
+//! run out, has found every delivery it stands for written, creating and
+//! queueing the ones whose sender died; their ids are derived from (event,
+//! endpoint), so nothing is lost and a redone delivery keeps its id.
 //! Dispatch commands from the api (`test`, `resend`, `recover`) queue rows
 //! the api already wrote on the work queue.
 
@@ -15,6 +19,7 @@ use bytes::Bytes;
 use serde::Deserialize;
 use sqlx::{PgConnection, PgPool};
 use tickiti_bus::{IncomingMessage, Outcome};
+use tickiti_domain::webhook::delivery_id;
 use tickiti_domain::{EventEnvelope, EventType};
 use tickiti_store::webhooks::{
     self, DISPATCH_COMMAND, Delivery, DeliveryColumns, Endpoint, EventColumns, Queueable,
@@ -30,29 +35,29 @@ use crate::topology::{WorkMessage, now_ms};
 /// Events written in one fan-out transaction at most.
 const FANOUT_BATCH: usize = 256;
 
-/// A first attempt claimed by this process, to send now.
+/// A first attempt this process sends now; its delivery row is written
+/// with its answer.
 pub struct FirstAttempt {
-    /// The delivery as created.
+    /// The delivery as it will be created.
     pub delivery: Delivery,
     /// Its endpoint as read in the fan-out transaction.
     pub endpoint: Arc<Endpoint>,
     /// The request body, rendered once per event and format and shared.
     pub body: Bytes,
-    /// When the claim was taken (its lease counts from then).
+    /// When its event was stored (the lease counts from then).
     pub claimed_at: Instant,
 }
 
-/// The fan-out writer: events in, each event's claimed first attempts out.
+/// The fan-out writer: events in, each event's first attempts out.
 pub type FanOut = Batcher<EventEnvelope, Result<Vec<FirstAttempt>, String>>;
 
-/// Starts the fan-out writers on `db`; claims last `lease`.
-pub fn start_fan_out(db: PgPool, lease: Duration) -> FanOut {
-    let lease_ms = i64::try_from(lease.as_millis()).unwrap_or(i64::MAX / 2);
+/// Starts the fan-out writers on `db`.
+pub fn start_fan_out(db: PgPool) -> FanOut {
     Batcher::start(2, FANOUT_BATCH, move |events: Vec<EventEnvelope>| {
         let db = db.clone();
         async move {
             let count = events.len();
-            match fan_out_batch(&db, events, lease_ms).await {
+            match fan_out_batch(&db, events).await {
                 Ok(per_event) => per_event.into_iter().map(Ok).collect(),
                 Err(error) => {
                     let error = format!("{error:#}");
@@ -123,11 +128,10 @@ async fn fan_out(ctx: &Arc<Ctx>, event: EventEnvelope) -> anyhow::Result<()> {
 }
 
 /// One transaction for a batch of events: their organizations' active
-/// endpoints, then every (endpoint, event) delivery, created claimed.
+/// endpoints, then the events that have any, stored unsettled.
 async fn fan_out_batch(
     db: &PgPool,
     events: Vec<EventEnvelope>,
-    lease_ms: i64,
 ) -> anyhow::Result<Vec<Vec<FirstAttempt>>> {
     let organizations: Vec<Uuid> = events
         .iter()
@@ -142,45 +146,48 @@ async fn fan_out_batch(
         .map(Arc::new)
         .collect();
     let mut columns = EventColumns::default();
-    let mut rows = DeliveryColumns::default();
     let mut planned: Vec<(usize, Arc<Endpoint>)> = Vec::new();
     for (index, event) in events.iter().enumerate() {
-        columns.ids.push(event.id);
-        columns.organization_ids.push(event.organization_id);
-        columns.types.push(event.event.as_str().to_owned());
-        columns.payloads.push(serde_json::to_value(event)?);
+        let before = planned.len();
         for endpoint in &endpoints {
             if endpoint.organization_id == event.organization_id
                 && endpoint.subscribes_to(event.event.as_str())
             {
-                rows.ids.push(tickiti_domain::new_id());
-                rows.endpoint_ids.push(endpoint.id);
-                rows.event_index.push(i32::try_from(index)?);
                 planned.push((index, endpoint.clone()));
             }
         }
+        if planned.len() > before {
+            columns.ids.push(event.id);
+            columns.organization_ids.push(event.organization_id);
+            columns.payloads.push(serde_json::to_value(event)?);
+        }
     }
+    let stored_payloads: HashMap<Uuid, &serde_json::Value> =
+        columns.ids.iter().copied().zip(&columns.payloads).collect();
     let claimed_at = Instant::now();
-    let created: HashSet<Uuid> = webhooks::insert_claimed(&mut tx, &columns, &rows, lease_ms)
+    // An event stored before (its message came again) was fanned out then.
+    let stored: HashSet<Uuid> = webhooks::insert_events(&mut tx, &columns)
         .await?
         .into_iter()
         .collect();
     tx.commit().await?;
     tracing::debug!(
         events = events.len(),
-        deliveries = created.len(),
+        stored = stored.len(),
         "fan-out batch"
     );
     let now = OffsetDateTime::now_utc();
     let mut per_event: Vec<Vec<FirstAttempt>> = events.iter().map(|_| Vec::new()).collect();
     // (event index, payload format) → body; an event's endpoints mostly share one format.
     let mut bodies: HashMap<(usize, String), Bytes> = HashMap::new();
-    for ((index, endpoint), id) in planned.into_iter().zip(rows.ids) {
-        // Not created: that (endpoint, event) had a delivery already.
-        if !created.contains(&id) {
+    for (index, endpoint) in planned {
+        let Some(event) = events.get(index) else {
             continue;
-        }
-        let (Some(event), Some(payload)) = (events.get(index), columns.payloads.get(index)) else {
+        };
+        let Some(payload) = stored_payloads
+            .get(&event.id)
+            .filter(|_| stored.contains(&event.id))
+        else {
             continue;
         };
         let key = (index, endpoint.payload_format.clone());
@@ -193,7 +200,7 @@ async fn fan_out_batch(
             }
         };
         let delivery = Delivery {
-            id,
+            id: delivery_id(event.id, endpoint.id),
             endpoint_id: endpoint.id,
             organization_id: event.organization_id,
             event_id: event.id,
@@ -217,6 +224,82 @@ async fn fan_out_batch(
         }
     }
     Ok(per_event)
+}
+
+/// Events settled in one sweeper transaction at most.
+const SETTLE_BATCH: i64 = 500;
+
+/// The sweeper's check of the fan-out: events older than `lease` and not
+/// settled get the delivery rows they still lack (their first attempt's
+/// sender died before writing it) and are settled, one transaction per
+/// batch; then those rows are queued like any retry (should that fail, the
+/// sweep of unqueued deliveries does it). Returns how many events it settled.
+pub async fn redo_unsettled_events(ctx: &Ctx, lease: Duration) -> anyhow::Result<usize> {
+    let lease_ms = i64::try_from(lease.as_millis()).unwrap_or(i64::MAX / 2);
+    let mut settled = 0;
+    loop {
+        let mut tx = ctx.db.begin().await?;
+        let events = webhooks::unsettled_events(&mut tx, lease_ms, SETTLE_BATCH).await?;
+        if events.is_empty() {
+            return Ok(settled);
+        }
+        let organizations: Vec<Uuid> = events
+            .iter()
+            .map(|e| e.organization_id)
+            .collect::<HashSet<_>>()
+            .into_iter()
+            .collect();
+        let endpoints = webhooks::active_of_organizations(&mut tx, &organizations).await?;
+        let mut rows = DeliveryColumns::default();
+        for event in &events {
+            // The endpoints the fan-out saw: active then, and already there.
+            for endpoint in endpoints.iter().filter(|e| {
+                e.organization_id == event.organization_id
+                    && e.subscribes_to(&event.event_type)
+                    && e.created_at <= event.created_at
+            }) {
+                rows.push(
+                    delivery_id(event.id, endpoint.id),
+                    endpoint.id,
+                    event.organization_id,
+                    event.id,
+                    &event.event_type,
+                );
+            }
+        }
+        let missing = webhooks::insert_pending(&mut tx, &rows).await?;
+        let ids: Vec<Uuid> = events.iter().map(|e| e.id).collect();
+        webhooks::settle_events(&mut tx, &ids).await?;
+        tx.commit().await?;
+        if !missing.is_empty() {
+            tracing::info!(
+                deliveries = missing.len(),
+                "first attempts whose sender died are queued again"
+            );
+            queue_deliveries(ctx, Select::Ids(&missing)).await?;
+        }
+        settled += events.len();
+        if events.len() < usize::try_from(SETTLE_BATCH).unwrap_or(usize::MAX) {
+            return Ok(settled);
+        }
+    }
+}
+
+/// Creates the delivery row of a first attempt that goes to the work queue
+/// instead of being sent now, and queues it.
+pub async fn hand_over(ctx: &Ctx, delivery: &Delivery) -> anyhow::Result<()> {
+    let mut rows = DeliveryColumns::default();
+    rows.push(
+        delivery.id,
+        delivery.endpoint_id,
+        delivery.organization_id,
+        delivery.event_id,
+        &delivery.event_type,
+    );
+    let mut conn = ctx.db.acquire().await?;
+    let created = webhooks::insert_pending(&mut conn, &rows).await?;
+    drop(conn);
+    queue_deliveries(ctx, Select::Ids(&created)).await
 }
 
 /// Which deliveries to queue.

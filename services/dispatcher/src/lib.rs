@@ -122,7 +122,7 @@ pub fn serve(
         )?,
         gates: gate::Gates::new(config.concurrency, config.endpoint_concurrency),
         metrics: metrics::Metrics::default(),
-        fan_out: fanout::start_fan_out(db.clone(), deliver::first_attempt_lease(config.timeout)),
+        fan_out: fanout::start_fan_out(db.clone()),
         recorder: deliver::start_recorder(db.clone()),
         in_flight: Arc::new(tokio::sync::Semaphore::new(FIRST_ATTEMPTS_IN_FLIGHT)),
         schema_ready: std::sync::atomic::AtomicBool::new(false),
@@ -237,8 +237,8 @@ async fn run(ctx: Arc<Ctx>, shutdown: CancellationToken) {
     let _ = events.await;
     let _ = deliveries.await;
     // First attempts already under way may finish and be logged (one
-    // request time-out at most); otherwise their claims would hold them back
-    // for a lease before another dispatcher sends them again.
+    // request time-out at most); otherwise their deliveries wait for the
+    // lease to run out before a sweeper sends them again.
     let all = u32::try_from(FIRST_ATTEMPTS_IN_FLIGHT).unwrap_or(u32::MAX);
     let drained = tokio::time::timeout(
         ctx.config.timeout + Duration::from_secs(2),
@@ -247,7 +247,7 @@ async fn run(ctx: Arc<Ctx>, shutdown: CancellationToken) {
     .await;
     if drained.is_err() {
         tracing::warn!(
-            "stopping with first attempts still in flight; their claims will run out and another dispatcher sends them"
+            "stopping with first attempts still in flight; once their lease runs out a sweeper sends them again"
         );
     }
 }
@@ -277,8 +277,9 @@ async fn declare_until_done(ctx: &Ctx, shutdown: &CancellationToken) {
     }
 }
 
-/// The sweeper (deliveries left unqueued), re-declaring the tiers after a
-/// broker restart, and pruning the delivery log.
+/// The sweeper (events whose fan-out a dead sender left unfinished,
+/// deliveries left unqueued, claims run out), re-declaring the tiers after
+/// a broker restart, and pruning the delivery log.
 async fn housekeeping(ctx: &Ctx, shutdown: &CancellationToken) {
     let mut sweep = tokio::time::interval(Duration::from_secs(2));
     let mut slow = tokio::time::interval(Duration::from_secs(60));
@@ -293,6 +294,10 @@ async fn housekeeping(ctx: &Ctx, shutdown: &CancellationToken) {
                 }
                 was_connected = connected;
                 if connected {
+                    let lease = deliver::first_attempt_lease(ctx.config.timeout);
+                    if let Err(error) = fanout::redo_unsettled_events(ctx, lease).await {
+                        tracing::warn!(%error, "checking the fan-out of unsettled events failed");
+                    }
                     for select in [fanout::Select::Stale, fanout::Select::ExpiredClaims] {
                         if let Err(error) = fanout::queue_deliveries(ctx, select).await {
                             tracing::warn!(%error, "sweeping unqueued deliveries failed");

@@ -70,7 +70,7 @@ async fn spawn_binary(db: &PgPool, prefix: &str) -> tokio::process::Child {
         .env("WEBHOOK_ALLOW_PRIVATE_NETWORKS", "true")
         .env("WEBHOOK_RETRY_SCHEDULE", "0s,1s,1s,1s,1s,1s")
         .env("WEBHOOK_TIMEOUT", "2s")
-        .env("RUST_LOG", "warn")
+        .env("RUST_LOG", "info")
         .kill_on_drop(true)
         .spawn()
         .unwrap()

@@ -1,0 +1,17 @@
+-- Deliveries are written once, when their first attempt has an answer,
+-- instead of being inserted at the fan-out and updated after the attempt
+-- (an insert and a non-HOT update of every index per delivery). What makes
+-- that safe is the event row: the fan-out stores the event (and acks its
+-- message) before any first attempt is sent, and the event stays unsettled
+-- until the sweeper has checked, once the first attempts' lease has run
+-- out, that every subscribed endpoint has its delivery row; those missing
+-- (a dispatcher died mid-attempt) are created then and queued. Delivery
+-- ids are derived from (event, endpoint), so a redone delivery keeps its id.
+ALTER TABLE webhook_events ADD COLUMN settled_at timestamptz;
+
+-- Every event so far was fanned out the old way: its deliveries exist.
+UPDATE webhook_events SET settled_at = created_at;
+
+-- The sweeper's scan: unsettled events, oldest first.
+CREATE INDEX webhook_events_unsettled_idx ON webhook_events (created_at)
+    WHERE settled_at IS NULL;
