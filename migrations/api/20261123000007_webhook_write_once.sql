@@ -15,3 +15,10 @@ UPDATE webhook_events SET settled_at = created_at;
 -- The sweeper's scan: unsettled events, oldest first.
 CREATE INDEX webhook_events_unsettled_idx ON webhook_events (created_at)
     WHERE settled_at IS NULL;
+
+-- Attempts are read only by delivery (oldest first) and deleted with it:
+-- one index serves both, instead of a primary key on the id alone that
+-- nothing looks up plus a second index, written for every attempt.
+ALTER TABLE webhook_attempts DROP CONSTRAINT webhook_attempts_pkey;
+DROP INDEX webhook_attempts_delivery_idx;
+ALTER TABLE webhook_attempts ADD PRIMARY KEY (delivery_id, id);

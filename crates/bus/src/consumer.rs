@@ -1,6 +1,11 @@
 //! The supervised consumer: declare, consume with manual ack, resume after reconnects.
 
-use std::{collections::HashMap, future::Future, sync::Arc, time::Duration};
+use std::{
+    collections::{BTreeMap, HashMap},
+    future::Future,
+    sync::Arc,
+    time::Duration,
+};
 
 use futures::StreamExt;
 use lapin::{
@@ -362,7 +367,8 @@ where
     // loop; the JoinSet aborts them all when dropped, which is how a
     // cancelled or broken session leaves its unfinished work unacked.
     let mut tasks: JoinSet<Outcome> = JoinSet::new();
-    let mut in_flight: HashMap<tokio::task::Id, (Acker, bool)> = HashMap::new();
+    let mut in_flight: HashMap<tokio::task::Id, InFlight> = HashMap::new();
+    let mut acks = AckWindow::default();
     let concurrency = spec.concurrency.max(1);
 
     let end = loop {
@@ -382,37 +388,54 @@ where
                 }
             }
             Some(joined) = tasks.join_next_with_id(), if !tasks.is_empty() => {
-                let (id, outcome) = match joined {
-                    Ok((id, outcome)) => (id, outcome),
-                    Err(join_error) => {
-                        let id = join_error.id();
-                        let redelivered = in_flight.get(&id).is_some_and(|(_, r)| *r);
-                        // A panicking handler must not cause a redelivery
-                        // storm: requeue once, reject (dead-letter) the
-                        // second time.
-                        let outcome = if redelivered { Outcome::Reject } else { Outcome::Requeue };
-                        error!(%queue, ?outcome, error = %join_error, "message handler panicked");
-                        (id, outcome)
+                // Handlers woken together (a batch written at once) finish
+                // together: let them, and settle them all in one go.
+                tokio::task::yield_now().await;
+                let mut finished = vec![joined];
+                while let Some(joined) = tasks.try_join_next_with_id() {
+                    finished.push(joined);
+                }
+                let mut settles = Vec::new();
+                for joined in finished {
+                    let (id, outcome) = match joined {
+                        Ok((id, outcome)) => (id, outcome),
+                        Err(join_error) => {
+                            let id = join_error.id();
+                            let redelivered = in_flight.get(&id).is_some_and(|f| f.redelivered);
+                            // A panicking handler must not cause a redelivery
+                            // storm: requeue once, reject (dead-letter) the
+                            // second time.
+                            let outcome = if redelivered { Outcome::Reject } else { Outcome::Requeue };
+                            error!(%queue, ?outcome, error = %join_error, "message handler panicked");
+                            (id, outcome)
+                        }
+                    };
+                    if let Some(done) = in_flight.remove(&id) {
+                        settles.extend(acks.finished(done.tag, done.acker, outcome));
                     }
-                };
-                if let Some((acker, _)) = in_flight.remove(&id) {
-                    match tokio::time::timeout(SETTLE_TIMEOUT, settle(&acker, outcome)).await {
-                        Ok(Ok(_)) => {}
-                        Ok(Err(error)) => break SessionEnd::Failed(SessionError::Ack(error)),
-                        // The message comes back once the broker drops the channel.
-                        Err(_) => break SessionEnd::Failed(BusError::Timeout(SETTLE_TIMEOUT).into()),
-                    }
+                }
+                settles.extend(acks.take_ready());
+                let settled = futures::future::try_join_all(
+                    settles.iter().map(|(acker, settle)| settle.send(acker)),
+                );
+                match tokio::time::timeout(SETTLE_TIMEOUT, settled).await {
+                    Ok(Ok(_)) => {}
+                    Ok(Err(error)) => break SessionEnd::Failed(SessionError::Ack(error)),
+                    // The messages come back once the broker drops the channel.
+                    Err(_) => break SessionEnd::Failed(BusError::Timeout(SETTLE_TIMEOUT).into()),
                 }
             }
             next = consumer.next(), if tasks.len() < concurrency => match next {
                 Some(Ok(delivery)) => {
+                    let tag = delivery.delivery_tag;
                     let (message, acker) = IncomingMessage::from_delivery(delivery);
                     let redelivered = message.redelivered;
                     let handler = Arc::clone(handler);
                     // Boxed: the task then holds a pointer, and the handler's
                     // (often large) future is not copied again on its way in.
                     let task = tasks.spawn(Box::pin(handler(message)));
-                    in_flight.insert(task.id(), (acker, redelivered));
+                    acks.started(tag);
+                    in_flight.insert(task.id(), InFlight { acker, tag, redelivered });
                 }
                 Some(Err(error)) => break SessionEnd::Failed(SessionError::Consume(error)),
                 None => break SessionEnd::Failed(SessionError::CancelledByBroker),
@@ -429,18 +452,140 @@ where
     end
 }
 
-/// Tells the broker the handler's outcome for one delivery.
-async fn settle(acker: &Acker, outcome: Outcome) -> lapin::Result<bool> {
-    match outcome {
-        Outcome::Ack => acker.ack(BasicAckOptions { multiple: false }).await,
-        Outcome::Requeue => {
-            acker
-                .nack(BasicNackOptions {
-                    multiple: false,
-                    requeue: true,
-                })
-                .await
+/// A delivery whose handler runs.
+struct InFlight {
+    acker: Acker,
+    tag: u64,
+    redelivered: bool,
+}
+
+/// How one or more deliveries are settled with the broker.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Settle {
+    /// This delivery and every unsettled one before it on the channel.
+    AckUpTo,
+    /// This delivery alone.
+    Ack,
+    Requeue,
+    Reject,
+}
+
+impl Settle {
+    async fn send(self, acker: &Acker) -> lapin::Result<bool> {
+        match self {
+            Settle::AckUpTo => acker.ack(BasicAckOptions { multiple: true }).await,
+            Settle::Ack => acker.ack(BasicAckOptions { multiple: false }).await,
+            Settle::Requeue => {
+                acker
+                    .nack(BasicNackOptions {
+                        multiple: false,
+                        requeue: true,
+                    })
+                    .await
+            }
+            Settle::Reject => acker.reject(BasicRejectOptions { requeue: false }).await,
         }
-        Outcome::Reject => acker.reject(BasicRejectOptions { requeue: false }).await,
+    }
+}
+
+/// The channel's unsettled deliveries by delivery tag, so acks go out as
+/// few frames: the oldest run of finished ones is acked with one
+/// `multiple` ack (AMQP 0-9-1 basic.ack) instead of one frame each. A
+/// finished delivery behind one still running is acked alone at once, so
+/// a slow handler never holds others' acks (nor the prefetch window) back.
+/// (Generic over the acker only so its tests need no broker.)
+struct AckWindow<A> {
+    /// `None` while its handler runs; the acker once it asked for an ack.
+    unsettled: BTreeMap<u64, Option<A>>,
+}
+
+impl<A> Default for AckWindow<A> {
+    fn default() -> Self {
+        Self {
+            unsettled: BTreeMap::new(),
+        }
+    }
+}
+
+impl<A> AckWindow<A> {
+    fn started(&mut self, tag: u64) {
+        self.unsettled.insert(tag, None);
+    }
+
+    /// Notes a handler's outcome; what to send now for it, if anything
+    /// (an ack waits for [`AckWindow::take_ready`]).
+    fn finished(&mut self, tag: u64, acker: A, outcome: Outcome) -> Option<(A, Settle)> {
+        let settle = match outcome {
+            Outcome::Ack => {
+                self.unsettled.insert(tag, Some(acker));
+                return None;
+            }
+            Outcome::Requeue => Settle::Requeue,
+            Outcome::Reject => Settle::Reject,
+        };
+        self.unsettled.remove(&tag);
+        Some((acker, settle))
+    }
+
+    /// The acks to send: one `multiple` ack for the oldest run of finished
+    /// deliveries, and one each for finished ones behind a running one.
+    fn take_ready(&mut self) -> Vec<(A, Settle)> {
+        let mut ready = Vec::new();
+        let mut newest_of_run = None;
+        while let Some(entry) = self.unsettled.first_entry() {
+            if entry.get().is_none() {
+                break;
+            }
+            newest_of_run = entry.remove();
+        }
+        if let Some(acker) = newest_of_run {
+            ready.push((acker, Settle::AckUpTo));
+        }
+        let behind: Vec<u64> = self
+            .unsettled
+            .iter()
+            .filter(|(_, acker)| acker.is_some())
+            .map(|(tag, _)| *tag)
+            .collect();
+        for tag in behind {
+            if let Some(Some(acker)) = self.unsettled.remove(&tag) {
+                ready.push((acker, Settle::Ack));
+            }
+        }
+        ready
+    }
+}
+
+#[cfg(test)]
+mod ack_window_tests {
+    use super::*;
+
+    #[test]
+    fn the_oldest_finished_run_goes_as_one_ack_and_nothing_waits_behind_a_running_one() {
+        let mut window = AckWindow::default();
+        for tag in 1..=6 {
+            window.started(tag);
+        }
+        // 2 and 1 finish: one multiple ack up to 2.
+        assert!(window.finished(2, 2, Outcome::Ack).is_none());
+        assert!(window.finished(1, 1, Outcome::Ack).is_none());
+        assert_eq!(window.take_ready(), vec![(2, Settle::AckUpTo)]);
+        // 5 finishes while 3 runs: acked alone at once.
+        assert!(window.finished(5, 5, Outcome::Ack).is_none());
+        assert_eq!(window.take_ready(), vec![(5, Settle::Ack)]);
+        // A requeue goes out at once and alone.
+        assert_eq!(
+            window.finished(3, 3, Outcome::Requeue),
+            Some((3, Settle::Requeue))
+        );
+        // 4 finishes: 3 and 5 are settled, so 4 heads the run; 6 still runs.
+        assert!(window.finished(4, 4, Outcome::Ack).is_none());
+        assert_eq!(window.take_ready(), vec![(4, Settle::AckUpTo)]);
+        assert_eq!(
+            window.finished(6, 6, Outcome::Reject),
+            Some((6, Settle::Reject))
+        );
+        assert!(window.take_ready().is_empty());
+        assert!(window.unsettled.is_empty());
     }
 }

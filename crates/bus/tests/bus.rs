@@ -620,3 +620,55 @@ async fn a_panicking_handler_is_requeued_once_then_dead_lettered() {
     clean_up(&bus, &[&queue, &dead]).await;
     cancel.cancel();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_handlers_finishing_out_of_order_leave_nothing_unacked() {
+    let prefix = unique_prefix();
+    let (bus, cancel) = start_bus(&prefix, "out-of-order").await;
+    let exchange = events_exchange(&prefix);
+    let queue = format!("{prefix}.out-of-order");
+    let spec = ConsumerSpec {
+        concurrency: 32,
+        prefetch: 64,
+        ..queue_spec(&queue, vec![(exchange.clone(), "#".to_owned())])
+    };
+    bus.declare_queue(&spec).await.unwrap();
+    // Handlers take 0–9 ms (by the random end of the message id): they
+    // finish out of order, in runs and alone, the cases acked differently.
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    bus.consume(spec, move |message| {
+        let tx = tx.clone();
+        async move {
+            let ms = message.id.map_or(0, |id| id.as_bytes()[15] % 10);
+            tokio::time::sleep(Duration::from_millis(u64::from(ms))).await;
+            let _ = tx.send(message);
+            Outcome::Ack
+        }
+    });
+    let sent: Vec<_> = (0..500).map(|n| message("ticket.updated", n)).collect();
+    bus.publish_confirmed(&exchange, &sent).await.unwrap();
+    let mut seen = HashSet::new();
+    while seen.len() < sent.len() {
+        seen.insert(recv(&mut rx).await.id);
+    }
+    // Every ack is out once the loop settles the last handlers; closing the
+    // channel then would requeue anything left unacked.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    cancel.cancel();
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while queue_counts(&queue).await.1 > 0 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the consumer did not stop"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        queue_counts(&queue).await.0,
+        0,
+        "messages were left unacked"
+    );
+    let (bus, cancel) = start_bus(&prefix, "cleanup").await;
+    clean_up(&bus, &[&queue]).await;
+    cancel.cancel();
+}

@@ -400,10 +400,6 @@ pub fn render_body(payload_format: &str, envelope: &Value) -> anyhow::Result<Byt
     Ok(Bytes::from(serde_json::to_vec(&render(format, envelope))?))
 }
 
-fn header(name: &'static str, value: &str) -> anyhow::Result<(HeaderName, HeaderValue)> {
-    Ok((HeaderName::from_static(name), HeaderValue::from_str(value)?))
-}
-
 /// The headers of one attempt: signatures over `body`, ids, trace context.
 fn build_headers(
     ctx: &Ctx,
@@ -427,38 +423,45 @@ fn build_headers(
         standard.push_str(&standard_webhooks_signature(old, &id, ts, body));
     }
     let v1 = format!("v1={}", hex_sig.trim_start_matches("sha256="));
-    let mut headers = HeaderMap::new();
+    let extra = endpoint.headers.as_object();
+    let mut headers = HeaderMap::with_capacity(16 + extra.map_or(0, Map::len));
     // Static headers first, so the contract's headers always win.
-    if let Value::Object(extra) = &endpoint.headers {
-        for (name, value) in extra {
-            if let (Ok(name), Some(Ok(value))) = (
-                HeaderName::from_bytes(name.as_bytes()),
-                value.as_str().map(HeaderValue::from_str),
-            ) {
-                headers.insert(name, value);
-            }
+    for (name, value) in extra.into_iter().flatten() {
+        if let (Ok(name), Some(Ok(value))) = (
+            HeaderName::from_bytes(name.as_bytes()),
+            value.as_str().map(HeaderValue::from_str),
+        ) {
+            headers.insert(name, value);
         }
     }
-    // The trace id is the event id, so every attempt of an event is one trace.
-    let traceparent = format!(
-        "00-{}-{}-01",
-        delivery.event_id.simple(),
-        hex::encode(tickiti_crypto::random_bytes::<8>())
-    );
+    // The trace id is the event id, so every attempt of an event is one
+    // trace. The span id only has to be unique: uuid's thread-local
+    // generator (`fast-rng`), not a system call per attempt.
+    let span = uuid::Uuid::new_v4().as_u64_pair().0;
+    let traceparent = format!("00-{}-{span:016x}-01", delivery.event_id.simple());
+    // One value each for the headers that repeat it (a clone shares the bytes).
+    let id = HeaderValue::from_str(&id)?;
+    let ts = HeaderValue::from(ts);
     for (name, value) in [
-        header("content-type", "application/json")?,
-        header("x-tickiti-event", &delivery.event_type)?,
-        header("x-tickiti-delivery", &id)?,
-        header("x-tickiti-timestamp", &ts.to_string())?,
-        header("x-tickiti-signature", &hex_sig)?,
-        header("x-tickiti-signature-v1", &v1)?,
-        header("x-tickiti-signature-version", "v1")?,
-        header("webhook-id", &id)?,
-        header("webhook-timestamp", &ts.to_string())?,
-        header("webhook-signature", &standard)?,
-        header("traceparent", &traceparent)?,
+        ("content-type", HeaderValue::from_static("application/json")),
+        (
+            "x-tickiti-event",
+            HeaderValue::from_str(&delivery.event_type)?,
+        ),
+        ("x-tickiti-delivery", id.clone()),
+        ("x-tickiti-timestamp", ts.clone()),
+        ("x-tickiti-signature", HeaderValue::from_str(&hex_sig)?),
+        ("x-tickiti-signature-v1", HeaderValue::from_str(&v1)?),
+        (
+            "x-tickiti-signature-version",
+            HeaderValue::from_static("v1"),
+        ),
+        ("webhook-id", id),
+        ("webhook-timestamp", ts),
+        ("webhook-signature", HeaderValue::from_str(&standard)?),
+        ("traceparent", HeaderValue::from_str(&traceparent)?),
     ] {
-        headers.insert(name, value);
+        headers.insert(HeaderName::from_static(name), value);
     }
     Ok(headers)
 }
