@@ -236,14 +236,34 @@ pub async fn update(
 
 /// Deletes an endpoint and its deliveries; whether it existed.
 pub async fn delete(conn: &mut PgConnection, organization_id: Uuid, id: Uuid) -> Result<bool> {
-    let done = sqlx::query!(
-        "DELETE FROM webhook_endpoints WHERE organization_id = $1 AND id = $2",
+    // With its delivery log (no foreign keys cascade there, see migration 000007).
+    let deleted = sqlx::query_scalar!(
+        r#"WITH endpoint AS (
+             DELETE FROM webhook_endpoints WHERE organization_id = $1 AND id = $2 RETURNING id
+           ), deliveries AS (
+             DELETE FROM webhook_deliveries WHERE endpoint_id IN (SELECT id FROM endpoint) RETURNING id
+           ), attempts AS (
+             DELETE FROM webhook_attempts WHERE delivery_id IN (SELECT id FROM deliveries)
+           )
+         SELECT count(*) AS "count!" FROM endpoint"#,
         organization_id,
+        id
+    )
+    .fetch_one(conn)
+    .await?;
+    Ok(deleted > 0)
+}
+
+/// Deletes a delivery and its attempts (its endpoint is gone).
+pub async fn delete_delivery(conn: &mut PgConnection, id: Uuid) -> Result<()> {
+    sqlx::query!(
+        "WITH gone AS (DELETE FROM webhook_deliveries WHERE id = $1 RETURNING id)
+         DELETE FROM webhook_attempts WHERE delivery_id IN (SELECT id FROM gone)",
         id
     )
     .execute(conn)
     .await?;
-    Ok(done.rows_affected() > 0)
+    Ok(())
 }
 
 /// Moves an endpoint from one of `from` to `to` with a reason (the
@@ -842,9 +862,11 @@ pub async fn finish_attempts(
            ), logged AS (
              INSERT INTO webhook_attempts (id, delivery_id, attempt, response_code, response_time_ms, response_body, error)
              SELECT i.attempt_id, i.delivery_id, i.attempt, i.response_code, i.response_time_ms, i.response_body, i.error
-             FROM input i
-             WHERE i.delivery_id IN (SELECT id FROM created)
-                OR EXISTS (SELECT 1 FROM webhook_deliveries d WHERE d.id = i.delivery_id)
+             FROM input i WHERE i.delivery_id IN (SELECT id FROM created)
+             UNION ALL
+             SELECT i.attempt_id, i.delivery_id, i.attempt, i.response_code, i.response_time_ms, i.response_body, i.error
+             FROM input i JOIN webhook_deliveries d ON d.id = i.delivery_id
+             WHERE i.delivery_id NOT IN (SELECT id FROM created)
            )
          SELECT id AS "id!" FROM created UNION ALL SELECT id FROM updated"#,
         &attempt_ids,
@@ -921,17 +943,23 @@ pub async fn prune(conn: &mut PgConnection, retention_secs: i64, limit: i64) -> 
     let cutoff_ms = OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000
         - i128::from(retention_secs) * 1000;
     let cutoff = first_v7_of_millisecond(cutoff_ms);
-    let done = sqlx::query!(
-        "DELETE FROM webhook_deliveries WHERE id IN (
-             SELECT id FROM webhook_deliveries
-             WHERE id < $3 AND status IN ('success', 'failed')
-               AND updated_at < now() - make_interval(secs => $1::bigint)
-             LIMIT $2)",
+    let pruned = sqlx::query_scalar!(
+        r#"WITH gone AS (
+             DELETE FROM webhook_deliveries WHERE id IN (
+                 SELECT id FROM webhook_deliveries
+                 WHERE id < $3 AND status IN ('success', 'failed')
+                   AND updated_at < now() - make_interval(secs => $1::bigint)
+                 LIMIT $2)
+             RETURNING id
+           ), attempts AS (
+             DELETE FROM webhook_attempts WHERE delivery_id IN (SELECT id FROM gone)
+           )
+         SELECT count(*) AS "count!" FROM gone"#,
         retention_secs,
         limit,
         cutoff
     )
-    .execute(&mut *conn)
+    .fetch_one(&mut *conn)
     .await?;
     // Then the events no delivery refers to any more (those just pruned, and
     // those whose endpoint was deleted). Event ids are UUID v7 too.
@@ -946,7 +974,7 @@ pub async fn prune(conn: &mut PgConnection, retention_secs: i64, limit: i64) -> 
     )
     .execute(conn)
     .await?;
-    Ok(done.rows_affected())
+    Ok(u64::try_from(pruned).unwrap_or(0))
 }
 
 /// The smallest UUID v7 of Unix millisecond `ms` (every id made at or after

@@ -223,7 +223,9 @@ async fn attempt(ctx: &Ctx, work: &WorkMessage, redelivered: bool) -> anyhow::Re
         return Ok(());
     };
     let Some(endpoint) = webhooks::get_by_id(&mut conn, delivery.endpoint_id).await? else {
-        return Ok(()); // deleted: the delivery went with it
+        // Deleted while this delivery was being written: it goes too.
+        webhooks::delete_delivery(&mut conn, delivery.id).await?;
+        return Ok(());
     };
     drop(conn);
     if endpoint.status != EndpointStatus::Active.as_str() && !delivery.manual {

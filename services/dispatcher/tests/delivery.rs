@@ -444,6 +444,37 @@ async fn gone_disables_and_retry_after_is_honoured_and_redirects_are_not_followe
     let log = deliveries(&app, &org, moved["id"].as_str().unwrap()).await;
     assert_eq!(log[0]["response_code"], 302);
 
+    // Deleting an endpoint deletes its delivery log with it.
+    let moved_id: uuid::Uuid = moved["id"].as_str().unwrap().parse().unwrap();
+    let log_of_moved = "SELECT (SELECT count(*) FROM webhook_deliveries WHERE endpoint_id = $1),
+                (SELECT count(*) FROM webhook_attempts a JOIN webhook_deliveries d ON d.id = a.delivery_id
+                 WHERE d.endpoint_id = $1),
+                (SELECT count(*) FROM webhook_attempts a
+                 WHERE NOT EXISTS (SELECT 1 FROM webhook_deliveries d WHERE d.id = a.delivery_id))";
+    let (rows, attempts, _): (i64, i64, i64) = sqlx::query_as(log_of_moved)
+        .bind(moved_id)
+        .fetch_one(&db)
+        .await
+        .unwrap();
+    assert!(
+        rows >= 1 && attempts >= 1,
+        "{rows} deliveries, {attempts} attempts"
+    );
+    let reply = app
+        .delete(&format!("/api/v1/webhooks/{moved_id}"), &org.token)
+        .await;
+    assert_eq!(reply.status, 204);
+    let left: (i64, i64, i64) = sqlx::query_as(log_of_moved)
+        .bind(moved_id)
+        .fetch_one(&db)
+        .await
+        .unwrap();
+    assert_eq!(
+        left,
+        (0, 0, 0),
+        "deliveries, attempts and orphaned attempts left"
+    );
+
     // Log retention: finished deliveries and their attempts are pruned, the rest kept.
     let mut conn = db.acquire().await.unwrap();
     let finished: i64 = sqlx::query_scalar(
