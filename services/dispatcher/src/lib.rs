@@ -69,10 +69,6 @@ pub struct Ctx {
     pub queues_ready: std::sync::atomic::AtomicBool,
 }
 
-/// First attempts this process holds at once (sending or waiting for their
-/// endpoint); the fan-out waits beyond, so memory stays bounded.
-const FIRST_ATTEMPTS_IN_FLIGHT: usize = 4096;
-
 /// Event handlers running at once: their events are written together.
 const FAN_OUT_HANDLERS: usize = 256;
 
@@ -124,7 +120,9 @@ pub fn serve(
         metrics: metrics::Metrics::default(),
         fan_out: fanout::start_fan_out(db.clone()),
         recorder: deliver::start_recorder(db.clone()),
-        in_flight: Arc::new(tokio::sync::Semaphore::new(FIRST_ATTEMPTS_IN_FLIGHT)),
+        in_flight: Arc::new(tokio::sync::Semaphore::new(
+            deliver::FIRST_ATTEMPTS_IN_FLIGHT,
+        )),
         schema_ready: std::sync::atomic::AtomicBool::new(false),
         queues_ready: std::sync::atomic::AtomicBool::new(false),
         db,
@@ -239,7 +237,7 @@ async fn run(ctx: Arc<Ctx>, shutdown: CancellationToken) {
     // First attempts already under way may finish and be logged (one
     // request time-out at most); otherwise their deliveries wait for the
     // lease to run out before a sweeper sends them again.
-    let all = u32::try_from(FIRST_ATTEMPTS_IN_FLIGHT).unwrap_or(u32::MAX);
+    let all = u32::try_from(deliver::FIRST_ATTEMPTS_IN_FLIGHT).unwrap_or(u32::MAX);
     let drained = tokio::time::timeout(
         ctx.config.timeout + Duration::from_secs(2),
         ctx.in_flight.acquire_many(all),
