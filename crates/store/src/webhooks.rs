@@ -442,6 +442,25 @@ pub struct DeliveryColumns {
 }
 
 impl DeliveryColumns {
+    /// These deliveries but those in `skip`.
+    pub fn without(&self, skip: &std::collections::HashSet<Uuid>) -> DeliveryColumns {
+        let mut kept = DeliveryColumns::default();
+        for (i, id) in self.ids.iter().enumerate() {
+            if skip.contains(id) {
+                continue;
+            }
+            if let (Some(endpoint), Some(organization), Some(event), Some(event_type)) = (
+                self.endpoint_ids.get(i),
+                self.organization_ids.get(i),
+                self.event_ids.get(i),
+                self.event_types.get(i),
+            ) {
+                kept.push(*id, *endpoint, *organization, *event, event_type);
+            }
+        }
+        kept
+    }
+
     /// Adds one delivery.
     pub fn push(
         &mut self,
@@ -457,6 +476,15 @@ impl DeliveryColumns {
         self.event_ids.push(event_id);
         self.event_types.push(event_type.to_owned());
     }
+}
+
+/// Which of these deliveries exist (the sweeper's check of a fan-out: a
+/// primary-key probe each, cheaper than trying to insert them all).
+pub async fn existing_deliveries(conn: &mut PgConnection, ids: &[Uuid]) -> Result<Vec<Uuid>> {
+    let found = sqlx::query_scalar!("SELECT id FROM webhook_deliveries WHERE id = ANY($1)", ids)
+        .fetch_all(conn)
+        .await?;
+    Ok(found)
 }
 
 /// Creates deliveries whose first attempt goes through the work queue (a

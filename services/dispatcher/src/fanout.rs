@@ -267,7 +267,11 @@ pub async fn redo_unsettled_events(ctx: &Ctx, lease: Duration) -> anyhow::Result
                 );
             }
         }
-        let missing = webhooks::insert_pending(&mut tx, &rows).await?;
+        let written: HashSet<Uuid> = webhooks::existing_deliveries(&mut tx, &rows.ids)
+            .await?
+            .into_iter()
+            .collect();
+        let missing = webhooks::insert_pending(&mut tx, &rows.without(&written)).await?;
         let ids: Vec<Uuid> = events.iter().map(|e| e.id).collect();
         webhooks::settle_events(&mut tx, &ids).await?;
         tx.commit().await?;

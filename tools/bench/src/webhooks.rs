@@ -8,11 +8,17 @@
 //! Each round has three phases:
 //! 1. throughput: `--events` tickets are created while no dispatcher runs,
 //!    so their events wait in its durable queue; then a dispatcher process
-//!    starts and the receiver times the first to the last of the
-//!    `events × endpoints` deliveries (fan-out, queueing, signing, sending
-//!    and logging all included);
+//!    starts, and the clock runs from the receiver's first arrival of the
+//!    `events × endpoints` deliveries until the last of them is in the
+//!    attempt log (fan-out, queueing, signing, sending and logging all
+//!    included);
 //! 2. baseline: a bare client sends as many POSTs of a captured delivery
-//!    (same body, same headers) to the same receiver, timed the same way;
+//!    (same body, same headers) to the same receiver, timed from the first
+//!    to the last arrival.
+//!
+//! Each of the two starts on a quiet machine (see [`settle`]), so neither
+//! pays for the tail of what ran before it (the api's relay, the last log
+//! batches, autovacuum after tens of thousands of rows);
 //! 3. latency: with the dispatcher running, `--rate` tickets per second for
 //!    `--duration` seconds; each first attempt's arrival minus the moment
 //!    its create request was sent (an upper bound of commit → attempt).
@@ -138,9 +144,14 @@ struct Tally {
 impl Tally {
     /// Deliveries per second between the first and the last arrival.
     fn rate(&self) -> f64 {
-        match (self.first, self.last) {
-            (Some(first), Some(last)) if last > first => {
-                (self.seen.len().saturating_sub(1)) as f64 / (last - first).as_secs_f64()
+        self.last.map_or(0.0, |last| self.rate_until(last))
+    }
+
+    /// Deliveries per second between the first arrival and `end`.
+    fn rate_until(&self, end: Instant) -> f64 {
+        match self.first {
+            Some(first) if end > first => {
+                (self.seen.len().saturating_sub(1)) as f64 / (end - first).as_secs_f64()
             }
             _ => 0.0,
         }
@@ -352,6 +363,7 @@ async fn measure(
         receiver.reset();
         let created = create_tickets(&http, api, args.events as usize).await?;
         wait_outbox_drained(&pool).await?;
+        settle().await;
         let cpu_before = CpuReading::now();
         let mut dispatcher = start_dispatcher(bin, scratch, api, &args.servers.amqp_url)?;
         dispatcher
@@ -361,19 +373,22 @@ async fn measure(
             .context("the dispatcher did not get ready")?;
         let expected = created * endpoints;
         let got = receiver.wait_for(expected, Duration::from_secs(300)).await;
+        if got < expected {
+            bail!("round {round}: only {got} of {expected} backlog deliveries arrived in 300 s");
+        }
+        // A delivery counts once its attempt is logged too.
+        let logged_at = wait_logged(&pool, delivered_total + expected).await?;
         // The dispatcher's own start-up is included (tens of milliseconds).
         let dispatcher_cpu = spawn::process_cpu(dispatcher.0.id());
         let backlog_cpu = CpuReading::now().since(&cpu_before);
         let backlog = receiver.take();
         let parked = parked_count(&http, dispatcher.1).await;
-        if got < expected {
-            bail!("round {round}: only {got} of {expected} backlog deliveries arrived in 300 s");
-        }
         let Some(sample) = backlog.sample.clone() else {
             bail!("round {round}: no delivery arrived");
         };
 
         // 2. The bare client, same receiver, same bodies, same concurrency.
+        settle().await;
         let cpu_before = CpuReading::now();
         let baseline = bare_client(
             &http,
@@ -400,7 +415,7 @@ async fn measure(
         drop(dispatcher);
 
         let row = Row {
-            dispatcher_rate: backlog.rate(),
+            dispatcher_rate: backlog.rate_until(logged_at),
             baseline_rate: baseline,
             expected: steady_expected,
             received: steady_tally.seen.len(),
@@ -647,6 +662,40 @@ async fn wait_outbox_drained(pool: &sqlx::PgPool) -> anyhow::Result<()> {
 }
 
 /// Every delivery so far succeeded, with exactly one attempt logged each.
+/// Waits until the attempt log holds `want` attempts; when it did.
+async fn wait_logged(pool: &sqlx::PgPool, want: usize) -> anyhow::Result<Instant> {
+    let want = i64::try_from(want)?;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let attempts: i64 = sqlx::query_scalar("SELECT count(*) FROM webhook_attempts")
+            .fetch_one(pool)
+            .await?;
+        if attempts >= want {
+            return Ok(Instant::now());
+        }
+        if Instant::now() >= deadline {
+            bail!("the attempt log has {attempts} of {want} attempts after 60 s");
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+/// Waits until the machine is quiet: less than a tenth of one core busy
+/// over a quarter of a second (20 s at most; at once without `/proc`).
+async fn settle() {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let before = spawn::machine_cpu();
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        let busy = spawn::machine_cpu()
+            .zip(before)
+            .map(|(now, then)| now.saturating_sub(then));
+        if busy.is_none_or(|busy| busy < Duration::from_millis(25)) || Instant::now() >= deadline {
+            return;
+        }
+    }
+}
+
 async fn check_logged(pool: &sqlx::PgPool, deliveries: usize) -> anyhow::Result<()> {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
