@@ -147,11 +147,11 @@ pub async fn first_attempt(ctx: &Arc<Ctx>, first: FirstAttempt) {
         delivery,
         endpoint,
         body,
-        claimed_at,
+        stored_at,
     } = first;
     // Its endpoint's turn: a slot, then its rate limit's next start. Both
     // count against the lease, so waiting too long hands it over.
-    let turn = tokio::time::timeout_at(claimed_at + FIRST_ATTEMPT_GATE_WAIT, async {
+    let turn = tokio::time::timeout_at(stored_at + FIRST_ATTEMPT_GATE_WAIT, async {
         let pass = ctx
             .gates
             .enter_within(endpoint.id, FIRST_ATTEMPT_WAITING_CAP)

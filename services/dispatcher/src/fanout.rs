@@ -45,7 +45,7 @@ pub struct FirstAttempt {
     /// The request body, rendered once per event and format and shared.
     pub body: Bytes,
     /// When its event was stored (the lease counts from then).
-    pub claimed_at: Instant,
+    pub stored_at: Instant,
 }
 
 /// The fan-out writer: events in, each event's first attempts out.
@@ -133,12 +133,7 @@ async fn fan_out_batch(
     db: &PgPool,
     events: Vec<EventEnvelope>,
 ) -> anyhow::Result<Vec<Vec<FirstAttempt>>> {
-    let organizations: Vec<Uuid> = events
-        .iter()
-        .map(|e| e.organization_id)
-        .collect::<HashSet<_>>()
-        .into_iter()
-        .collect();
+    let organizations = distinct(events.iter().map(|e| e.organization_id));
     let mut tx = db.begin().await?;
     let endpoints: Vec<Arc<Endpoint>> = webhooks::active_of_organizations(&mut tx, &organizations)
         .await?
@@ -164,7 +159,7 @@ async fn fan_out_batch(
     }
     let stored_payloads: HashMap<Uuid, &serde_json::Value> =
         columns.ids.iter().copied().zip(&columns.payloads).collect();
-    let claimed_at = Instant::now();
+    let stored_at = Instant::now();
     // An event stored before (its message came again) was fanned out then.
     let stored: HashSet<Uuid> = webhooks::insert_events(&mut tx, &columns)
         .await?
@@ -219,11 +214,16 @@ async fn fan_out_batch(
                 delivery,
                 endpoint,
                 body,
-                claimed_at,
+                stored_at,
             });
         }
     }
     Ok(per_event)
+}
+
+/// Each id once.
+fn distinct(ids: impl Iterator<Item = Uuid>) -> Vec<Uuid> {
+    ids.collect::<HashSet<_>>().into_iter().collect()
 }
 
 /// Events settled in one sweeper transaction at most.
@@ -243,12 +243,7 @@ pub async fn redo_unsettled_events(ctx: &Ctx, lease: Duration) -> anyhow::Result
         if events.is_empty() {
             return Ok(settled);
         }
-        let organizations: Vec<Uuid> = events
-            .iter()
-            .map(|e| e.organization_id)
-            .collect::<HashSet<_>>()
-            .into_iter()
-            .collect();
+        let organizations = distinct(events.iter().map(|e| e.organization_id));
         let endpoints = webhooks::active_of_organizations(&mut tx, &organizations).await?;
         let mut rows = DeliveryColumns::default();
         for event in &events {
