@@ -184,15 +184,22 @@ async fn readyz(State(ctx): State<Arc<Ctx>>) -> (StatusCode, axum::Json<serde_js
 
 /// Waits for the api's schema, then consumes until `shutdown`.
 async fn run(ctx: Arc<Ctx>, shutdown: CancellationToken) {
+    // The newest migration this build knows: its queries need that schema
+    // (an older api may still be running during an upgrade).
+    let needed = tickiti_store::MIGRATOR
+        .iter()
+        .map(|m| m.version)
+        .max()
+        .unwrap_or(0);
     loop {
-        let present: Result<Option<String>, _> =
-            sqlx::query_scalar("SELECT to_regclass('intervention_epilog_attempts')::text")
+        let present: Result<Option<i64>, _> =
+            sqlx::query_scalar("SELECT max(version) FROM _sqlx_migrations WHERE success")
                 .fetch_one(&ctx.db)
                 .await;
-        if matches!(present, Ok(Some(_))) {
+        if matches!(present, Ok(Some(version)) if version >= needed) {
             break;
         }
-        tracing::info!("waiting for the api's migrations (webhook and intervention tables)");
+        tracing::info!(needed, "waiting for the api's migrations");
         tokio::select! {
             () = shutdown.cancelled() => return,
             () = tokio::time::sleep(Duration::from_secs(2)) => {}

@@ -833,3 +833,45 @@ async fn two_dispatchers_share_the_work_without_double_attempts(db: PgPool) {
     second.stop().await;
     TestDispatcher::cleanup(&app.prefix).await;
 }
+
+/// A dispatcher started against an older schema (the api not upgraded yet)
+/// waits, not ready, until the newest migration it knows has been applied.
+#[sqlx::test(migrator = "tickiti_store::MIGRATOR")]
+async fn waits_for_the_newest_migration_it_knows(db: PgPool) {
+    let prefix = tickiti_testkit::unique_prefix();
+    // As if the last migration had not run yet.
+    sqlx::query(
+        "UPDATE _sqlx_migrations SET success = false
+         WHERE version = (SELECT max(version) FROM _sqlx_migrations)",
+    )
+    .execute(&db)
+    .await
+    .unwrap();
+    let config = tickiti_testkit::webhooks::dispatcher_config(&prefix);
+    let listener = tokio::net::TcpListener::bind(config.listen).await.unwrap();
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let dispatcher =
+        tickiti_dispatcher::serve(listener, db.clone(), config, shutdown.clone()).unwrap();
+    let readyz = format!("http://{}/readyz", dispatcher.addr);
+    let status = || async {
+        let reply = reqwest::get(&readyz).await.unwrap();
+        (
+            reply.status().as_u16(),
+            reply.text().await.unwrap_or_default(),
+        )
+    };
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let (code, body) = status().await;
+    assert_eq!(code, 503, "{body}");
+    assert!(body.contains("waiting for the api's migrations"), "{body}");
+
+    sqlx::query("UPDATE _sqlx_migrations SET success = true")
+        .execute(&db)
+        .await
+        .unwrap();
+    let ready = poll_until(Duration::from_secs(30), status, |(code, _)| *code == 200).await;
+    assert_eq!(ready.0, 200, "{}", ready.1);
+    shutdown.cancel();
+    let _ = dispatcher.finished.await;
+    TestDispatcher::cleanup(&prefix).await;
+}
