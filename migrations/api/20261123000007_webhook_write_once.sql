@@ -7,14 +7,17 @@
 -- out, that every subscribed endpoint has its delivery row; those missing
 -- (a dispatcher died mid-attempt) are created then and queued. Delivery
 -- ids are derived from (event, endpoint), so a redone delivery keeps its id.
-ALTER TABLE webhook_events ADD COLUMN settled_at timestamptz;
-
--- Every event so far was fanned out the old way: its deliveries exist.
-UPDATE webhook_events SET settled_at = created_at;
-
--- The sweeper's scan: unsettled events, oldest first.
-CREATE INDEX webhook_events_unsettled_idx ON webhook_events (created_at)
-    WHERE settled_at IS NULL;
+--
+-- Unsettled events are listed here, a narrow row each, inserted with the
+-- event and deleted when settled: webhook_events (with the ~1 KB payload)
+-- stays insert-only instead of being rewritten by an update per event.
+-- No foreign key: written with its event, deleted before it is pruned.
+CREATE TABLE webhook_fanouts (
+    -- when the event was fanned out: the first attempts' lease counts from then
+    created_at          timestamptz NOT NULL DEFAULT now(),
+    event_id            uuid NOT NULL,
+    PRIMARY KEY (created_at, event_id)
+);
 
 -- Attempts are read only by delivery (oldest first) and deleted with it:
 -- one index serves both, instead of a primary key on the id alone that

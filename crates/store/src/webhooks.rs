@@ -366,10 +366,15 @@ pub async fn insert_events(conn: &mut PgConnection, events: &EventColumns) -> Re
         return Ok(Vec::new());
     }
     let ids = sqlx::query_scalar!(
-        "INSERT INTO webhook_events (id, organization_id, payload)
-         SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::jsonb[])
-         ON CONFLICT (id) DO NOTHING
-         RETURNING id",
+        r#"WITH stored AS (
+             INSERT INTO webhook_events (id, organization_id, payload)
+             SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::jsonb[])
+             ON CONFLICT (id) DO NOTHING
+             RETURNING id
+           ), unsettled AS (
+             INSERT INTO webhook_fanouts (event_id) SELECT id FROM stored
+           )
+         SELECT id AS "id!" FROM stored"#,
         &events.ids,
         &events.organization_ids,
         &events.payloads
@@ -402,11 +407,11 @@ pub async fn unsettled_events(
 ) -> Result<Vec<UnsettledEvent>> {
     let rows = sqlx::query_as!(
         UnsettledEvent,
-        r#"SELECT id, organization_id, payload->>'event' AS "event_type!", created_at
-         FROM webhook_events
-         WHERE settled_at IS NULL AND created_at < now() - make_interval(secs => $1::bigint / 1000.0)
-         ORDER BY created_at LIMIT $2
-         FOR UPDATE SKIP LOCKED"#,
+        r#"SELECT e.id, e.organization_id, e.payload->>'event' AS "event_type!", f.created_at
+         FROM webhook_fanouts f JOIN webhook_events e ON e.id = f.event_id
+         WHERE f.created_at < now() - make_interval(secs => $1::bigint / 1000.0)
+         ORDER BY f.created_at LIMIT $2
+         FOR UPDATE OF f SKIP LOCKED"#,
         lease_ms,
         limit
     )
@@ -416,10 +421,14 @@ pub async fn unsettled_events(
 }
 
 /// Marks events settled: each has its delivery rows.
-pub async fn settle_events(conn: &mut PgConnection, ids: &[Uuid]) -> Result<()> {
+pub async fn settle_events(conn: &mut PgConnection, events: &[UnsettledEvent]) -> Result<()> {
+    let fanned_out: Vec<OffsetDateTime> = events.iter().map(|e| e.created_at).collect();
+    let ids: Vec<Uuid> = events.iter().map(|e| e.id).collect();
     sqlx::query!(
-        "UPDATE webhook_events SET settled_at = now() WHERE id = ANY($1)",
-        ids
+        "DELETE FROM webhook_fanouts
+         WHERE (created_at, event_id) IN (SELECT * FROM unnest($1::timestamptz[], $2::uuid[]))",
+        &fanned_out,
+        &ids
     )
     .execute(conn)
     .await?;
@@ -523,7 +532,7 @@ pub async fn insert_manual(
     let row = sqlx::query_as!(
         Delivery,
         r#"WITH stored AS (
-             INSERT INTO webhook_events (id, organization_id, payload, settled_at) VALUES ($4, $3, $6, now())
+             INSERT INTO webhook_events (id, organization_id, payload) VALUES ($4, $3, $6)
            )
          INSERT INTO webhook_deliveries (id, endpoint_id, organization_id, event_id, event_type, manual, next_attempt_at)
          VALUES ($1, $2, $3, $4, $5, true, now())
@@ -994,7 +1003,8 @@ pub async fn prune(conn: &mut PgConnection, retention_secs: i64, limit: i64) -> 
     sqlx::query!(
         "DELETE FROM webhook_events WHERE id IN (
              SELECT e.id FROM webhook_events e
-             WHERE e.id < $1 AND e.settled_at IS NOT NULL
+             WHERE e.id < $1
+               AND NOT EXISTS (SELECT 1 FROM webhook_fanouts f WHERE f.event_id = e.id)
                AND NOT EXISTS (SELECT 1 FROM webhook_deliveries d WHERE d.event_id = e.id)
              LIMIT $2)",
         cutoff,

@@ -267,8 +267,7 @@ pub async fn redo_unsettled_events(ctx: &Ctx, lease: Duration) -> anyhow::Result
             .into_iter()
             .collect();
         let missing = webhooks::insert_pending(&mut tx, &rows.without(&written)).await?;
-        let ids: Vec<Uuid> = events.iter().map(|e| e.id).collect();
-        webhooks::settle_events(&mut tx, &ids).await?;
+        webhooks::settle_events(&mut tx, &events).await?;
         tx.commit().await?;
         if !missing.is_empty() {
             tracing::info!(
