@@ -395,7 +395,7 @@ where
                 while let Some(joined) = tasks.try_join_next_with_id() {
                     finished.push(joined);
                 }
-                let mut settles = Vec::new();
+                let mut refusals = Vec::new();
                 for joined in finished {
                     let (id, outcome) = match joined {
                         Ok((id, outcome)) => (id, outcome),
@@ -411,13 +411,16 @@ where
                         }
                     };
                     if let Some(done) = in_flight.remove(&id) {
-                        settles.extend(acks.finished(done.tag, done.acker, outcome));
+                        refusals.extend(acks.finished(done.tag, done.acker, outcome));
                     }
                 }
-                settles.extend(acks.take_ready());
-                let settled = futures::future::try_join_all(
-                    settles.iter().map(|(acker, settle)| settle.send(acker)),
-                );
+                let ready = acks.take_ready();
+                let settled = async {
+                    // Requeues and rejects first: a multiple ack that reached
+                    // the broker before them would ack their deliveries too.
+                    futures::future::try_join_all(refusals.iter().map(|(a, s)| s.send(a))).await?;
+                    futures::future::try_join_all(ready.iter().map(|(a, s)| s.send(a))).await
+                };
                 match tokio::time::timeout(SETTLE_TIMEOUT, settled).await {
                     Ok(Ok(_)) => {}
                     Ok(Err(error)) => break SessionEnd::Failed(SessionError::Ack(error)),

@@ -451,25 +451,6 @@ pub struct DeliveryColumns {
 }
 
 impl DeliveryColumns {
-    /// These deliveries but those in `skip`.
-    pub fn without(&self, skip: &std::collections::HashSet<Uuid>) -> DeliveryColumns {
-        let mut kept = DeliveryColumns::default();
-        for (i, id) in self.ids.iter().enumerate() {
-            if skip.contains(id) {
-                continue;
-            }
-            if let (Some(endpoint), Some(organization), Some(event), Some(event_type)) = (
-                self.endpoint_ids.get(i),
-                self.organization_ids.get(i),
-                self.event_ids.get(i),
-                self.event_types.get(i),
-            ) {
-                kept.push(*id, *endpoint, *organization, *event, event_type);
-            }
-        }
-        kept
-    }
-
     /// Adds one delivery.
     pub fn push(
         &mut self,
@@ -810,6 +791,17 @@ pub struct NewDelivery {
     pub event_type: String,
 }
 
+impl From<&Delivery> for NewDelivery {
+    fn from(delivery: &Delivery) -> Self {
+        Self {
+            endpoint_id: delivery.endpoint_id,
+            organization_id: delivery.organization_id,
+            event_id: delivery.event_id,
+            event_type: delivery.event_type.clone(),
+        }
+    }
+}
+
 /// What one attempt got, and the delivery's state after it.
 #[derive(Debug, Clone)]
 pub struct FinishedAttempt {
@@ -858,19 +850,20 @@ pub async fn finish_attempts(
     let times: Vec<i32> = finished.iter().map(|f| f.response_time_ms).collect();
     let bodies: Vec<Option<String>> = finished.iter().map(|f| f.response_body.clone()).collect();
     let errors: Vec<Option<String>> = finished.iter().map(|f| f.error.clone()).collect();
-    let new = |field: fn(&NewDelivery) -> Uuid| -> Vec<Option<Uuid>> {
+    // A new delivery's columns; None for attempts of existing ones.
+    fn new_column<T>(
+        finished: &[&FinishedAttempt],
+        field: impl Fn(&NewDelivery) -> T,
+    ) -> Vec<Option<T>> {
         finished
             .iter()
-            .map(|f| f.new_delivery.as_ref().map(field))
+            .map(|f| f.new_delivery.as_ref().map(&field))
             .collect()
-    };
-    let endpoint_ids = new(|n| n.endpoint_id);
-    let organization_ids = new(|n| n.organization_id);
-    let event_ids = new(|n| n.event_id);
-    let event_types: Vec<Option<String>> = finished
-        .iter()
-        .map(|f| f.new_delivery.as_ref().map(|n| n.event_type.clone()))
-        .collect();
+    }
+    let endpoint_ids = new_column(finished, |n| n.endpoint_id);
+    let organization_ids = new_column(finished, |n| n.organization_id);
+    let event_ids = new_column(finished, |n| n.event_id);
+    let event_types = new_column(finished, |n| n.event_type.clone());
     let written = sqlx::query_scalar!(
         r#"WITH input AS (
              SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::int[], $4::text[], $5::timestamptz[],

@@ -170,13 +170,8 @@ pub async fn first_attempt(ctx: &Arc<Ctx>, first: FirstAttempt) {
         }
         return;
     };
-    let new = NewDelivery {
-        endpoint_id: delivery.endpoint_id,
-        organization_id: delivery.organization_id,
-        event_id: delivery.event_id,
-        event_type: delivery.event_type.clone(),
-    };
-    if let Err(error) = send_and_record(ctx, pass, &endpoint, &delivery, 1, Some(new), body).await {
+    let new = Some(NewDelivery::from(&delivery));
+    if let Err(error) = send_and_record(ctx, pass, &endpoint, &delivery, 1, new, body).await {
         tracing::warn!(%error, delivery.id = %delivery.id, "first attempt not recorded; once its lease runs out the sweeper queues it again");
     }
 }

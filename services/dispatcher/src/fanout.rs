@@ -157,8 +157,6 @@ async fn fan_out_batch(
             columns.payloads.push(serde_json::to_value(event)?);
         }
     }
-    let stored_payloads: HashMap<Uuid, &serde_json::Value> =
-        columns.ids.iter().copied().zip(&columns.payloads).collect();
     let stored_at = Instant::now();
     // An event stored before (its message came again) was fanned out then.
     let stored: HashSet<Uuid> = webhooks::insert_events(&mut tx, &columns)
@@ -166,6 +164,13 @@ async fn fan_out_batch(
         .into_iter()
         .collect();
     tx.commit().await?;
+    let stored_payloads: HashMap<Uuid, &serde_json::Value> = columns
+        .ids
+        .iter()
+        .copied()
+        .zip(&columns.payloads)
+        .filter(|(id, _)| stored.contains(id))
+        .collect();
     tracing::debug!(
         events = events.len(),
         stored = stored.len(),
@@ -179,10 +184,7 @@ async fn fan_out_batch(
         let Some(event) = events.get(index) else {
             continue;
         };
-        let Some(payload) = stored_payloads
-            .get(&event.id)
-            .filter(|_| stored.contains(&event.id))
-        else {
+        let Some(payload) = stored_payloads.get(&event.id) else {
             continue;
         };
         let key = (index, endpoint.payload_format.clone());
@@ -245,28 +247,40 @@ pub async fn redo_unsettled_events(ctx: &Ctx, lease: Duration) -> anyhow::Result
         }
         let organizations = distinct(events.iter().map(|e| e.organization_id));
         let endpoints = webhooks::active_of_organizations(&mut tx, &organizations).await?;
-        let mut rows = DeliveryColumns::default();
-        for event in &events {
-            // The endpoints the fan-out saw: active then, and already there.
-            for endpoint in endpoints.iter().filter(|e| {
-                e.organization_id == event.organization_id
-                    && e.subscribes_to(&event.event_type)
-                    && e.created_at <= event.created_at
-            }) {
-                rows.push(
-                    delivery_id(event.id, endpoint.id),
-                    endpoint.id,
-                    event.organization_id,
-                    event.id,
-                    &event.event_type,
-                );
-            }
-        }
-        let written: HashSet<Uuid> = webhooks::existing_deliveries(&mut tx, &rows.ids)
+        // (delivery id, endpoint, event) for the endpoints the fan-out saw:
+        // active then, and already there.
+        let planned: Vec<(Uuid, &Endpoint, &webhooks::UnsettledEvent)> = events
+            .iter()
+            .flat_map(|event| {
+                endpoints
+                    .iter()
+                    .filter(|e| {
+                        e.organization_id == event.organization_id
+                            && e.subscribes_to(&event.event_type)
+                            && e.created_at <= event.created_at
+                    })
+                    .map(move |endpoint| (delivery_id(event.id, endpoint.id), endpoint, event))
+            })
+            .collect();
+        let ids: Vec<Uuid> = planned.iter().map(|(id, _, _)| *id).collect();
+        let written: HashSet<Uuid> = webhooks::existing_deliveries(&mut tx, &ids)
             .await?
             .into_iter()
             .collect();
-        let missing = webhooks::insert_pending(&mut tx, &rows.without(&written)).await?;
+        let mut rows = DeliveryColumns::default();
+        for (id, endpoint, event) in planned
+            .into_iter()
+            .filter(|(id, _, _)| !written.contains(id))
+        {
+            rows.push(
+                id,
+                endpoint.id,
+                event.organization_id,
+                event.id,
+                &event.event_type,
+            );
+        }
+        let missing = webhooks::insert_pending(&mut tx, &rows).await?;
         webhooks::settle_events(&mut tx, &events).await?;
         tx.commit().await?;
         if !missing.is_empty() {
