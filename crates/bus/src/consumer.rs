@@ -190,7 +190,10 @@ impl Bus {
 
 /// queue.declare + queue.bind on `channel`; both are idempotent when the
 /// arguments match (AMQP 0-9-1 §1.7.2.1, §1.7.2.3).
-async fn declare_queue_on(channel: &Channel, spec: &ConsumerSpec) -> Result<String, BusError> {
+pub(crate) async fn declare_queue_on(
+    channel: &Channel,
+    spec: &ConsumerSpec,
+) -> Result<String, BusError> {
     let mut arguments = FieldTable::default();
     for (key, value) in &spec.arguments {
         let value = match value {

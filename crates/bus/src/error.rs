@@ -36,6 +36,16 @@ pub enum BusError {
         /// How many were in the batch.
         total: usize,
     },
+    /// The broker returned messages that no queue took (published `mandatory`).
+    #[error("{returned} of {total} messages published to {exchange:?} reached no queue")]
+    Unroutable {
+        /// The exchange we published to.
+        exchange: String,
+        /// How many came back.
+        returned: usize,
+        /// How many were in the batch.
+        total: usize,
+    },
     /// The channel was not in confirm mode, so nothing was confirmed (a bug, never expected).
     #[error("the publisher channel is not in confirm mode")]
     ConfirmsNotEnabled,

@@ -22,6 +22,7 @@
 
 mod consumer;
 mod error;
+mod parking;
 mod publisher;
 mod supervisor;
 mod topology;
@@ -33,8 +34,12 @@ use tokio_util::sync::CancellationToken;
 
 pub use consumer::{ConsumerSpec, IncomingMessage, Outcome, QueueArgument};
 pub use error::BusError;
+pub use parking::{PARKED_EXCHANGE, PARKED_REASON, PARKED_ROUTING_KEY};
 pub use publisher::OutgoingMessage;
-pub use topology::{commands_exchange, events_exchange, realtime_exchange};
+pub use topology::{
+    commands_exchange, dispatcher_epilog_queue, dispatcher_epilog_spec, dispatcher_events_queue,
+    dispatcher_events_spec, durable_queues, events_exchange, parked_queue, realtime_exchange,
+};
 
 use supervisor::{Link, Role};
 

@@ -135,13 +135,43 @@ fn prepare(message: &OutgoingMessage, timestamp: u64) -> Result<Prepared, BusErr
 }
 
 impl Bus {
-    /// Publishes a batch and returns Ok only once the broker has confirmed every message.
+    /// Publishes a batch and returns Ok only once the broker has confirmed
+    /// every message and routed each to at least one queue.
     ///
-    /// Any nack, a bus that is not connected, a connection or channel lost
+    /// Any nack, a message no queue took (`mandatory`, returned by the
+    /// broker), a bus that is not connected, a connection or channel lost
     /// before every confirm arrived, or no answer within 30 s is an `Err`:
     /// the caller (the outbox relay) must then leave its rows unpublished and
     /// retry. A retry may duplicate messages the broker did take, which the
-    /// consumers' idempotency absorbs (at least once, never lost).
+    /// consumers' idempotency absorbs (at least once, never lost). After a
+    /// return the install's topology is declared again, so the retry finds
+    /// the queue a deleted one left missing.
+    pub async fn publish_confirmed(
+        &self,
+        exchange: &str,
+        messages: &[OutgoingMessage],
+    ) -> Result<(), BusError> {
+        let result = self.publish(exchange, messages, true).await;
+        if let Err(BusError::Unroutable { .. }) = &result
+            && let Err(error) = self.declare_topology().await
+        {
+            tracing::warn!(%error, "declaring the topology again after a return failed");
+        }
+        result
+    }
+
+    /// Publishes a batch of live-only messages (locks, presence, counts)
+    /// whose queues exist only while a listener runs: confirmed like
+    /// [`Bus::publish_confirmed`], but a message no queue takes is simply
+    /// dropped, which is what nobody listening means.
+    pub async fn publish_to_listeners(
+        &self,
+        exchange: &str,
+        messages: &[OutgoingMessage],
+    ) -> Result<(), BusError> {
+        self.publish(exchange, messages, false).await
+    }
+
     #[tracing::instrument(
         name = "bus.publish_confirmed",
         skip_all,
@@ -151,10 +181,11 @@ impl Bus {
             messaging.batch.message_count = messages.len(),
         )
     )]
-    pub async fn publish_confirmed(
+    async fn publish(
         &self,
         exchange: &str,
         messages: &[OutgoingMessage],
+        mandatory: bool,
     ) -> Result<(), BusError> {
         if messages.is_empty() {
             return Ok(());
@@ -178,6 +209,7 @@ impl Bus {
                 exchange_name,
                 prepared,
                 messages,
+                mandatory,
                 &mut used_serial,
             ),
         )
@@ -200,13 +232,14 @@ impl Bus {
         exchange_name: ShortString,
         prepared: Vec<Prepared>,
         messages: &[OutgoingMessage],
+        mandatory: bool,
         used_serial: &mut Option<u64>,
     ) -> Result<(), BusError> {
         let confirms = {
             let mut slot = self.inner.publisher.lock().await;
             let (serial, channel) = slot.channel(self).await?;
             *used_serial = Some(serial);
-            match send_in_order(&channel, &exchange_name, prepared, messages).await {
+            match send_in_order(&channel, &exchange_name, prepared, messages, mandatory).await {
                 Ok(confirms) => confirms,
                 Err(source) => {
                     slot.discard(serial);
@@ -222,12 +255,16 @@ impl Bus {
 
         let total = confirms.len();
         let mut nacked = 0;
+        let mut returned = 0;
         let mut failure = None;
         // Await every confirm, even after a failure: an abandoned confirm is
         // parked by lapin until the channel closes.
         for result in futures::future::join_all(confirms).await {
             match result {
-                Ok(Confirmation::Ack(_)) => {}
+                // With `mandatory`, the broker sends basic.return before the
+                // ack of a message no queue took (RabbitMQ confirms docs).
+                Ok(Confirmation::Ack(Some(_))) => returned += 1,
+                Ok(Confirmation::Ack(None)) => {}
                 Ok(Confirmation::Nack(_)) => nacked += 1,
                 Ok(Confirmation::NotRequested) => {
                     failure.get_or_insert(BusError::ConfirmsNotEnabled);
@@ -242,6 +279,13 @@ impl Bus {
         }
         if nacked > 0 {
             return Err(BusError::Nacked { nacked, total });
+        }
+        if returned > 0 {
+            return Err(BusError::Unroutable {
+                exchange: exchange.to_owned(),
+                returned,
+                total,
+            });
         }
         Ok(())
     }
@@ -260,6 +304,7 @@ async fn send_in_order(
     exchange: &ShortString,
     prepared: Vec<Prepared>,
     messages: &[OutgoingMessage],
+    mandatory: bool,
 ) -> lapin::Result<Vec<PublisherConfirm>> {
     let mut sends: Vec<SendFuture<'_>> = prepared
         .into_iter()
@@ -268,12 +313,11 @@ async fn send_in_order(
             Box::pin(channel.basic_publish(
                 exchange.clone(),
                 prepared.routing_key,
-                // mandatory=false: an event nobody subscribed to yet is
-                // dropped by the broker, which still confirms it ("an
-                // unroutable message is confirmed once the exchange verifies
-                // it won't route to any queue", RabbitMQ confirms docs).
+                // mandatory: a message no queue takes comes back
+                // (basic.return, AMQP 0-9-1 §1.8.3.9) instead of being
+                // dropped while still confirmed.
                 BasicPublishOptions {
-                    mandatory: false,
+                    mandatory,
                     immediate: false,
                 },
                 &message.payload,

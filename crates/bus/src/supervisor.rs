@@ -149,8 +149,9 @@ async fn stop_requested(cancel: &CancellationToken, tx: &watch::Sender<Option<Li
     }
 }
 
-/// Connects and declares the exchanges; a connection is only handed out once
-/// its topology exists, so nobody publishes into a missing exchange.
+/// Connects and declares the exchanges (and, for publishing, the install's
+/// durable queues); a connection is only handed out once its topology
+/// exists, so nobody publishes into a missing exchange or an unbound one.
 async fn connect_and_declare(config: &BusConfig, role: Role) -> Result<Connection, BusError> {
     let properties = ConnectionProperties::default()
         .with_connection_name(format!("{}.{}", config.connection_name, role.suffix()).into());
@@ -160,6 +161,9 @@ async fn connect_and_declare(config: &BusConfig, role: Role) -> Result<Connectio
         .map_err(BusError::Connect)?;
     let channel = conn.create_channel().await.map_err(BusError::Connect)?;
     topology::declare_exchanges(&channel, &config.prefix).await?;
+    if role == Role::Publish {
+        topology::declare_durable_queues(&channel, &config.prefix).await?;
+    }
     topology::close_quietly(channel).await;
     Ok(conn)
 }

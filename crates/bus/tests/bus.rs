@@ -149,7 +149,7 @@ async fn publish_confirmed_is_received_and_acked() {
     let (publisher, publisher_cancel) = start_bus(&prefix, "publisher").await;
     let (consumer_bus, consumer_cancel) = start_bus(&prefix, "consumer").await;
     let exchange = events_exchange(&prefix);
-    let queue = format!("{prefix}.dispatcher.events");
+    let queue = format!("{prefix}.test.events");
     let spec = queue_spec(&queue, vec![(exchange.clone(), "ticket.*".to_owned())]);
     consumer_bus.declare_queue(&spec).await.unwrap();
 
@@ -670,5 +670,52 @@ async fn concurrent_handlers_finishing_out_of_order_leave_nothing_unacked() {
     );
     let (bus, cancel) = start_bus(&prefix, "cleanup").await;
     clean_up(&bus, &[&queue]).await;
+    cancel.cancel();
+}
+
+/// A message no queue takes is an error for the outbox (it stays unpublished
+/// and is retried), never a silent drop; live-only messages may go nowhere.
+/// The install's durable queues exist as soon as a publisher is connected,
+/// and a deleted one comes back after the return.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unroutable_publish_is_an_error_and_the_topology_comes_back() {
+    let prefix = unique_prefix();
+    let (bus, cancel) = start_bus(&prefix, "publisher").await;
+    let realtime = tickiti_bus::realtime_exchange(&prefix);
+    let result = bus
+        .publish_confirmed(&realtime, &[message("org.x.ticket", 0)])
+        .await;
+    assert!(
+        matches!(result, Err(BusError::Unroutable { .. })),
+        "{result:?}"
+    );
+    bus.publish_to_listeners(&realtime, &[message("org.x.ticket", 1)])
+        .await
+        .unwrap();
+
+    let queue = tickiti_bus::dispatcher_events_queue(&prefix);
+    assert_eq!(
+        bus.queue_depth(&queue).await.unwrap(),
+        0,
+        "declared on connect"
+    );
+    bus.delete_queue(&queue).await.unwrap();
+    let events = events_exchange(&prefix);
+    let result = bus
+        .publish_confirmed(&events, &[message("ticket.created", 2)])
+        .await;
+    assert!(
+        matches!(result, Err(BusError::Unroutable { .. })),
+        "{result:?}"
+    );
+    bus.publish_confirmed(&events, &[message("ticket.created", 3)])
+        .await
+        .unwrap();
+    assert_eq!(
+        bus.queue_depth(&queue).await.unwrap(),
+        1,
+        "the retry arrived"
+    );
+    bus.delete_topology().await.unwrap();
     cancel.cancel();
 }

@@ -14,7 +14,7 @@ use tokio_util::sync::CancellationToken;
 use utoipa_axum::router::OpenApiRouter;
 
 use crate::config::{Config, WebhookConfig};
-use crate::http::extract::BODY_LIMIT;
+use crate::http::extract::{BODY_LIMIT, limit_body};
 use crate::http::{ApiError, guard, idempotency};
 use crate::routes;
 use crate::state::AppState;
@@ -44,6 +44,7 @@ pub fn router(state: AppState) -> (Router, utoipa::openapi::OpenApi) {
         })
         .layer(from_fn_with_state(state.clone(), guard::authenticate))
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
+        .layer(from_fn(limit_body))
         .layer(from_fn(guard::request_id))
         .with_state(state);
     (app, openapi)

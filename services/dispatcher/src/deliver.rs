@@ -179,8 +179,10 @@ pub async fn first_attempt(ctx: &Arc<Ctx>, first: FirstAttempt) {
 /// Handles one message of the work queue.
 pub async fn handle(ctx: &Ctx, message: IncomingMessage) -> Outcome {
     let Ok(work) = serde_json::from_slice::<WorkMessage>(&message.payload) else {
-        tracing::warn!("malformed work message; dropped");
-        return Outcome::Reject;
+        tracing::warn!("malformed work message");
+        return ctx
+            .park(&message, crate::metrics::Unhandled::MalformedWork)
+            .await;
     };
     match attempt(ctx, &work, message.redelivered).await {
         Ok(()) => Outcome::Ack,

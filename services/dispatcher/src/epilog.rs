@@ -32,7 +32,7 @@ use serde::Deserialize;
 use serde_json::json;
 use sqlx::PgConnection;
 use tickiti_bus::{Bus, BusError, ConsumerSpec, IncomingMessage, Outcome};
-use tickiti_domain::intervention::{self, EPILOG_COMMAND, EpilogVerdict, PayloadStatus};
+use tickiti_domain::intervention::{self, EpilogVerdict, PayloadStatus};
 use tickiti_domain::{EventEnvelope, EventType, Visibility};
 use tickiti_store::interventions::{self as store, Attempt, Epilog, Intervention, Payload};
 use tickiti_store::{audit, messages, outbox, tickets};
@@ -41,6 +41,7 @@ use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use crate::Ctx;
+use crate::metrics::Unhandled;
 
 /// Seconds a claim outlives the call's time-out (then another dispatcher may take over).
 const LEASE_MARGIN_SECONDS: f64 = 30.0;
@@ -53,19 +54,14 @@ const CONCURRENCY: u16 = 64;
 /// Calls the scheduler runs at once in one dispatcher.
 const SCHEDULED_MAX: usize = 256;
 
-/// The epilog command queue of `prefix`.
-pub fn queue_name(prefix: &str) -> String {
-    format!("{prefix}.dispatcher.epilog")
-}
-
-/// The consumer spec: durable, bound to `<prefix>.commands` with the epilog routing key.
+/// The consumer spec: the install's durable epilog queue
+/// ([`tickiti_bus::dispatcher_epilog_spec`], which every publisher declares
+/// too) with this consumer's prefetch and concurrency.
 pub fn spec(bus: &Bus) -> ConsumerSpec {
     ConsumerSpec {
-        queue: queue_name(&bus.config().prefix),
-        bindings: vec![(bus.commands_exchange(), EPILOG_COMMAND.to_owned())],
         prefetch: CONCURRENCY,
         concurrency: usize::from(CONCURRENCY),
-        ..ConsumerSpec::default()
+        ..tickiti_bus::dispatcher_epilog_spec(&bus.config().prefix)
     }
 }
 
@@ -100,8 +96,8 @@ pub async fn handle(ctx: &Ctx, message: IncomingMessage) -> Outcome {
     let command = match serde_json::from_slice::<EpilogCommand>(&message.payload) {
         Ok(command) => command,
         Err(error) => {
-            tracing::warn!(%error, "malformed epilog command; dropped");
-            return Outcome::Reject;
+            tracing::warn!(%error, "malformed epilog command");
+            return ctx.park(&message, Unhandled::MalformedCommand).await;
         }
     };
     // The command is only a wake-up: the call itself was committed in

@@ -30,6 +30,7 @@ use uuid::Uuid;
 
 use crate::Ctx;
 use crate::batch::Batcher;
+use crate::metrics::Unhandled;
 use crate::topology::{WorkMessage, now_ms};
 
 /// Events written in one fan-out transaction at most.
@@ -80,8 +81,8 @@ pub async fn handle(ctx: &Arc<Ctx>, message: IncomingMessage) -> Outcome {
         match serde_json::from_slice::<DispatchCommand>(&message.payload) {
             Ok(command) => queue_deliveries(ctx, Select::Ids(&command.delivery_ids)).await,
             Err(error) => {
-                tracing::warn!(%error, "malformed dispatch command; dropped");
-                return Outcome::Reject;
+                tracing::warn!(%error, "malformed dispatch command");
+                return ctx.park(&message, Unhandled::MalformedCommand).await;
             }
         }
     } else {
@@ -90,8 +91,14 @@ pub async fn handle(ctx: &Arc<Ctx>, message: IncomingMessage) -> Outcome {
             Ok(event) if event.event.is_webhook_event() && event.event != EventType::TestPing => {
                 fan_out(ctx, event).await
             }
-            // Not an event this version knows, not one for webhooks, or not an event at all.
-            _ => return Outcome::Ack,
+            // A known event that is not for webhooks (or test.ping).
+            Ok(_) => return Outcome::Ack,
+            // An event type newer than this dispatcher, or not an event at
+            // all: kept for after the upgrade, never acked away.
+            Err(error) => {
+                tracing::warn!(%error, routing_key = %message.routing_key, "event not understood");
+                return ctx.park(&message, Unhandled::UnknownEvent).await;
+            }
         }
     };
     match result {

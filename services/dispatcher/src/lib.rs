@@ -69,6 +69,22 @@ pub struct Ctx {
     pub queues_ready: std::sync::atomic::AtomicBool,
 }
 
+impl Ctx {
+    /// Moves a message this version cannot handle to the install's parking
+    /// queue and counts it; `Requeue` when the broker did not take the copy.
+    pub async fn park(
+        &self,
+        message: &tickiti_bus::IncomingMessage,
+        reason: metrics::Unhandled,
+    ) -> tickiti_bus::Outcome {
+        let outcome = self.bus.park(message, reason.as_str()).await;
+        if outcome == tickiti_bus::Outcome::Ack {
+            self.metrics.unhandled(reason);
+        }
+        outcome
+    }
+}
+
 /// Event handlers running at once: their events are written together.
 const FAN_OUT_HANDLERS: usize = 256;
 
@@ -216,13 +232,12 @@ async fn run(ctx: Arc<Ctx>, shutdown: CancellationToken) {
     }
     let events = {
         let ctx = ctx.clone();
-        ctx.bus.clone().consume(
-            ctx.queues.events_spec(&ctx.bus, FAN_OUT_HANDLERS),
-            move |message| {
+        ctx.bus
+            .clone()
+            .consume(ctx.queues.events_spec(FAN_OUT_HANDLERS), move |message| {
                 let ctx = ctx.clone();
                 async move { fanout::handle(&ctx, message).await }
-            },
-        )
+            })
     };
     // Handlers beyond the global request limit wait in the gates; the
     // per-endpoint waiting cap parks the rest, so others still get through.

@@ -39,7 +39,7 @@ impl Queues {
     /// Names for `prefix`.
     pub fn new(prefix: &str) -> Self {
         Self {
-            events: format!("{prefix}.dispatcher.events"),
+            events: tickiti_bus::dispatcher_events_queue(prefix),
             deliveries: format!("{prefix}.dispatcher.deliveries"),
             prefix: prefix.to_owned(),
         }
@@ -55,24 +55,20 @@ impl Queues {
         let mut names = vec![
             self.events.clone(),
             self.deliveries.clone(),
-            crate::epilog::queue_name(&self.prefix),
+            tickiti_bus::dispatcher_epilog_queue(&self.prefix),
         ];
         names.extend(TIERS_MS.iter().map(|ms| self.tier(*ms)));
         names
     }
 
-    /// The events queue's consumer spec.
-    pub fn events_spec(&self, bus: &Bus, concurrency: usize) -> ConsumerSpec {
+    /// The events queue's consumer spec: the install's durable queue
+    /// ([`tickiti_bus::dispatcher_events_spec`], which every publisher
+    /// declares too) with this consumer's prefetch and concurrency.
+    pub fn events_spec(&self, concurrency: usize) -> ConsumerSpec {
         ConsumerSpec {
-            queue: self.events.clone(),
-            bindings: vec![
-                (bus.events_exchange(), "#".into()),
-                (bus.commands_exchange(), "command.webhook.#".into()),
-            ],
             prefetch: u16::try_from(concurrency * 4).unwrap_or(u16::MAX),
-            consumer_tag: String::new(),
             concurrency,
-            ..ConsumerSpec::default()
+            ..tickiti_bus::dispatcher_events_spec(&self.prefix)
         }
     }
 
@@ -108,7 +104,7 @@ impl Queues {
     /// Declares the events queue with its bindings, the work queue and the
     /// tiers (idempotent), so nothing published from now on is dropped.
     pub async fn declare(&self, bus: &Bus) -> Result<(), BusError> {
-        bus.declare_queue(&self.events_spec(bus, 1)).await?;
+        bus.declare_queue(&self.events_spec(1)).await?;
         bus.declare_queue(&self.deliveries_spec(1)).await?;
         for ms in TIERS_MS {
             bus.declare_queue(&self.tier_spec(ms)).await?;

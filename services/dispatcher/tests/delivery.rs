@@ -875,3 +875,115 @@ async fn waits_for_the_newest_migration_it_knows(db: PgPool) {
     let _ = dispatcher.finished.await;
     TestDispatcher::cleanup(&prefix).await;
 }
+
+/// A fresh install whose api starts before any dispatcher has run (compose's
+/// start order, a new broker): the changes made meanwhile wait in the
+/// dispatcher's durable queue, which the api's publisher declared, and are
+/// delivered once the dispatcher starts. (Before the fix the broker dropped
+/// them: nothing had declared the queue yet.)
+#[sqlx::test(migrator = "tickiti_store::MIGRATOR")]
+async fn changes_made_before_the_first_dispatcher_start_are_delivered(db: PgPool) {
+    let app = TestApp::spawn(db.clone()).await;
+    let receiver = Receiver::start().await;
+    let org = app.org("Early").await;
+    create_endpoint(
+        &app,
+        &org,
+        json!({ "url": receiver.url("/early"), "events": ["ticket.created"] }),
+    )
+    .await;
+    for i in 0..5 {
+        app.ticket(&org.token, &format!("before the dispatcher {i}"))
+            .await;
+    }
+    assert_eq!(
+        poll_until(WAIT, || app.unpublished_events(), |n| *n == 0).await,
+        0,
+        "the events reached the broker"
+    );
+    let dispatcher = TestDispatcher::spawn(&app).await;
+    let got = receiver.wait_until(WAIT, |r| r.len() >= 5).await;
+    assert_eq!(got.len(), 5, "every change made before the start arrived");
+    dispatcher.stop().await;
+    receiver.stop();
+    TestDispatcher::cleanup(&app.prefix).await;
+}
+
+/// An event type this dispatcher does not know (an api newer than its
+/// dispatcher, mid-upgrade) goes to the install's parking queue with where it
+/// came from, and is counted; it is not acked away. (Before the fix it was
+/// acked and dropped.)
+#[sqlx::test(migrator = "tickiti_store::MIGRATOR")]
+async fn an_unknown_event_type_is_parked_and_counted(db: PgPool) {
+    use tickiti_bus::{Bus, BusConfig, OutgoingMessage, PARKED_REASON, PARKED_ROUTING_KEY};
+
+    let app = TestApp::spawn(db.clone()).await;
+    let dispatcher = TestDispatcher::spawn(&app).await;
+    let bus = Bus::connect_briefly(
+        BusConfig {
+            amqp_url: tickiti_testkit::amqp_url(),
+            prefix: app.prefix.clone(),
+            connection_name: "tickiti-test-future-api".into(),
+        },
+        Duration::from_secs(10),
+    )
+    .await
+    .expect("RabbitMQ is reachable");
+    let id = uuid::Uuid::now_v7();
+    let payload = json!({
+        "id": id, "type": "ticket.teleported", "organization_id": uuid::Uuid::now_v7(),
+        "occurred_at": "2026-12-03T08:00:00Z", "data": { "ticket_id": uuid::Uuid::now_v7() },
+    });
+    bus.publish_confirmed(
+        &bus.events_exchange(),
+        &[OutgoingMessage {
+            id,
+            routing_key: "ticket.teleported".into(),
+            payload: serde_json::to_vec(&payload).unwrap(),
+            headers: vec![],
+        }],
+    )
+    .await
+    .unwrap();
+
+    let parked = tickiti_bus::parked_queue(&app.prefix);
+    let depth = poll_until(
+        WAIT,
+        || async { bus.queue_depth(&parked).await.unwrap_or(0) },
+        |n| *n >= 1,
+    )
+    .await;
+    assert_eq!(depth, 1, "the unknown event waits in {parked}");
+    let metrics = dispatcher.metrics().await;
+    assert!(
+        metrics.contains("tickiti_bus_parked_total{reason=\"unknown-event\"} 1\n"),
+        "{metrics}"
+    );
+
+    // What was parked is the message as published, with where it came from.
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let _reader = bus.consume(
+        tickiti_bus::durable_queues(&app.prefix)
+            .into_iter()
+            .find(|spec| spec.queue == parked)
+            .unwrap(),
+        move |message: tickiti_bus::IncomingMessage| {
+            let _ = tx.send(message);
+            async { tickiti_bus::Outcome::Ack }
+        },
+    );
+    let message = tokio::time::timeout(WAIT, rx.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(message.id, Some(id));
+    assert_eq!(message.header(PARKED_REASON), Some("unknown-event"));
+    assert_eq!(
+        message.header(PARKED_ROUTING_KEY),
+        Some("ticket.teleported")
+    );
+    let body: Value = serde_json::from_slice(&message.payload).unwrap();
+    assert_eq!(body, payload);
+    dispatcher.stop().await;
+    TestDispatcher::cleanup(&app.prefix).await;
+}

@@ -123,7 +123,7 @@ pub fn announce_pairing_change(ctx: &Ctx) {
             headers: Vec::new(),
         };
         let exchange = ctx.bus.realtime_exchange();
-        if let Err(error) = ctx.bus.publish_confirmed(&exchange, &[outgoing]).await {
+        if let Err(error) = ctx.bus.publish_to_listeners(&exchange, &[outgoing]).await {
             tracing::warn!(%error, "pairing change not announced; the other processes see it at their next poll");
         }
     });
@@ -145,7 +145,7 @@ fn publish(ctx: &Ctx, routing_key: &str, message: LockMessage) {
             headers: Vec::new(),
         };
         let exchange = ctx.bus.realtime_exchange();
-        if let Err(error) = ctx.bus.publish_confirmed(&exchange, &[outgoing]).await {
+        if let Err(error) = ctx.bus.publish_to_listeners(&exchange, &[outgoing]).await {
             tracing::warn!(%error, "lock message not published; applied locally only");
             apply_locally(&ctx, message);
         }

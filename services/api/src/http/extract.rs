@@ -17,6 +17,73 @@ use super::error::{ApiError, ApiResult};
 /// Largest request body accepted (CONTRACT §2: over 1 MiB answers 413).
 pub const BODY_LIMIT: usize = 1024 * 1024;
 
+/// How much of an oversized body is read and discarded before the 413.
+const DRAIN_LIMIT: usize = 16 * 1024 * 1024;
+/// How long an oversized body may take to be discarded.
+const DRAIN_TIME: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// The outermost body layer: reads the body (up to [`BODY_LIMIT`]) before
+/// anything else runs, and answers an oversized one with a 413 problem only
+/// after reading the rest of it.
+///
+/// A server that answers early and closes the connection while the client is
+/// still sending leaves unread bytes in its socket, and the kernel then
+/// resets the connection (RFC 9112 §9.6 calls for a lingering close for this
+/// reason): the client often sees the reset before the 413. So the rest is
+/// drained, up to [`DRAIN_LIMIT`] and [`DRAIN_TIME`]; a body larger or
+/// slower still gets the 413 with `Connection: close`, a client that abusive
+/// may see a reset.
+pub async fn limit_body(req: Request, next: axum::middleware::Next) -> axum::response::Response {
+    use axum::response::IntoResponse as _;
+    use futures::StreamExt as _;
+
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared == Some(0) {
+        return next.run(req).await;
+    }
+    let (parts, body) = req.into_parts();
+    let mut stream = body.into_data_stream();
+    let mut kept = bytes::BytesMut::new();
+    let mut oversized = declared.is_some_and(|len| len > BODY_LIMIT as u64);
+    while !oversized {
+        match stream.next().await {
+            None => {
+                let req = Request::from_parts(parts, axum::body::Body::from(kept.freeze()));
+                return next.run(req).await;
+            }
+            Some(Ok(chunk)) if kept.len() + chunk.len() <= BODY_LIMIT => {
+                kept.extend_from_slice(&chunk)
+            }
+            Some(Ok(_)) => oversized = true,
+            Some(Err(_)) => return body_rejection(StatusCode::BAD_REQUEST).into_response(),
+        }
+    }
+    drop(kept);
+    let drained = tokio::time::timeout(DRAIN_TIME, async {
+        let mut read = 0usize;
+        while let Some(chunk) = stream.next().await {
+            read += chunk.map_err(|_| ())?.len();
+            if read > DRAIN_LIMIT {
+                return Err(());
+            }
+        }
+        Ok(())
+    })
+    .await;
+    let mut response = body_rejection(StatusCode::PAYLOAD_TOO_LARGE).into_response();
+    if !matches!(drained, Ok(Ok(()))) {
+        response.headers_mut().insert(
+            header::CONNECTION,
+            header::HeaderValue::from_static("close"),
+        );
+    }
+    response
+}
+
 /// A JSON body, parsed strictly: malformed JSON is 400 `INVALID_JSON`;
 /// unknown fields, wrong types and bad enum values are 422 with the field's
 /// path; NUL characters anywhere are 422 (Postgres text cannot hold them).

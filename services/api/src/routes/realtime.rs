@@ -569,7 +569,7 @@ async fn recount(
     }
     if !outgoing.is_empty() {
         let exchange = state.bus.realtime_exchange();
-        if let Err(error) = state.bus.publish_confirmed(&exchange, &outgoing).await {
+        if let Err(error) = state.bus.publish_to_listeners(&exchange, &outgoing).await {
             // Sent next time something changes.
             last.retain(|(o, _), _| *o != org);
             return Err(error.into());
