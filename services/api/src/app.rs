@@ -18,6 +18,7 @@ use crate::http::extract::{BODY_LIMIT, limit_body};
 use crate::http::{ApiError, guard, idempotency};
 use crate::routes;
 use crate::state::AppState;
+use crate::web::{self, WebApp};
 
 /// The router and the OpenAPI document generated from it.
 pub fn router(state: AppState) -> (Router, utoipa::openapi::OpenApi) {
@@ -45,6 +46,10 @@ pub fn router(state: AppState) -> (Router, utoipa::openapi::OpenApi) {
         .layer(from_fn_with_state(state.clone(), guard::authenticate))
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .layer(from_fn(limit_body))
+        .layer(from_fn_with_state(
+            WebApp::new(&state.config.realtime.public_url),
+            web::serve,
+        ))
         .layer(from_fn(guard::request_id))
         .with_state(state);
     (app, openapi)

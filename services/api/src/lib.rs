@@ -10,6 +10,7 @@ pub mod http;
 pub mod relay;
 pub mod routes;
 pub mod state;
+pub mod web;
 
 pub use app::{Api, serve, serve_with};
 pub use config::Config;

@@ -1,0 +1,80 @@
+//! The staff app's files as the api serves them (CONTRACT §6): embedded,
+//! with a strict policy; screens are `index.html`, missing files are 404.
+#![allow(clippy::unwrap_used)]
+
+use sqlx::PgPool;
+use tickiti_testkit::TestApp;
+
+#[sqlx::test(migrator = "tickiti_store::MIGRATOR")]
+async fn the_app_is_served_with_a_strict_policy(db: PgPool) {
+    let app = TestApp::spawn(db).await;
+    let get = |path: &str| app.client.get(app.url(path)).send();
+
+    let index = get("/").await.unwrap();
+    assert_eq!(index.status(), 200);
+    let csp = index.headers()["content-security-policy"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(csp.contains("script-src 'self';"), "{csp}");
+    assert!(csp.contains("connect-src 'self' ws://"), "{csp}");
+    assert!(!csp.contains("unsafe-"), "{csp}");
+    assert!(
+        index.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/html")
+    );
+    assert_eq!(index.headers()["cache-control"], "no-cache");
+    let etag = index.headers()["etag"].to_str().unwrap().to_owned();
+    let page = index.text().await.unwrap();
+    assert!(page.contains("<div id=\"app\">"), "{page}");
+
+    // A screen of the app is the same page, routed in the browser.
+    let screen = get("/tickets/0190a5c8-0000-7000-8000-000000000000")
+        .await
+        .unwrap();
+    assert_eq!(screen.status(), 200);
+    assert_eq!(screen.text().await.unwrap(), page);
+
+    let script = get("/vendor/preact.module.js").await.unwrap();
+    assert_eq!(script.status(), 200);
+    let kind = script.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(kind.contains("javascript"), "{kind}");
+    let favicon = get("/favicon.svg").await.unwrap();
+    assert_eq!(favicon.status(), 200);
+    assert!(
+        favicon.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("image/svg+xml")
+    );
+
+    // Unchanged since the last load: 304, no body.
+    let again = app
+        .client
+        .get(app.url("/"))
+        .header("if-none-match", &etag)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(again.status(), 304);
+
+    // A missing file is a 404 problem, not the page; so is an unknown API route.
+    for path in ["/nope.js", "/vendor/missing.module.js", "/api/v1/nope"] {
+        let reply = tickiti_testkit::Reply::read(get(path).await.unwrap()).await;
+        assert_eq!(reply.status, 404, "{path}");
+        assert_eq!(
+            reply.header("content-type"),
+            Some("application/problem+json"),
+            "{path}"
+        );
+        assert_eq!(reply.code(), "ROUTE_NOT_FOUND", "{path}");
+    }
+    // Only reading goes to the app: a POST to a screen's path is the API's refusal.
+    let post = app.client.post(app.url("/tickets")).send().await.unwrap();
+    assert_eq!(post.status(), 404);
+}
