@@ -41,6 +41,30 @@ pub struct TicketFilterParams {
     /// Tickets changed at or after this time (RFC 3339).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub updated_since: Option<String>,
+    /// Order: `-updated_at` (the default: last activity first),
+    /// `-created_at`, `created_at` or `-priority` (then newest first).
+    /// Cursors follow it; counts ignore it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[param(pattern = "^(-updated_at|-created_at|created_at|-priority)$")]
+    #[schema(pattern = "^(-updated_at|-created_at|created_at|-priority)$")]
+    pub sort: Option<String>,
+}
+
+crate::string_enum!(
+    /// The order of a ticket list (the `sort` parameter).
+    TicketOrder {
+        LastActivity => "-updated_at",
+        Newest => "-created_at",
+        Oldest => "created_at",
+        Priority => "-priority",
+    }
+);
+
+impl Default for TicketOrder {
+    /// Last activity first, as staff expect.
+    fn default() -> Self {
+        TicketOrder::LastActivity
+    }
 }
 
 /// Which assignee a filter wants.
@@ -76,6 +100,8 @@ pub struct TicketFilter {
     pub q: Option<String>,
     /// Changed at or after this time.
     pub updated_since: Option<OffsetDateTime>,
+    /// The list's order (not a condition: counts ignore it).
+    pub order: TicketOrder,
 }
 
 impl TicketFilterParams {
@@ -110,6 +136,13 @@ impl TicketFilterParams {
                     .map_err(|_| v.error("updated_since", "must be an RFC 3339 time"))
                     .ok()
             }),
+            order: match self.sort.as_deref().map(str::trim) {
+                None | Some("") => TicketOrder::default(),
+                Some(raw) => raw
+                    .parse()
+                    .map_err(|e: crate::UnknownValue| v.error("sort", e.to_string()))
+                    .unwrap_or_default(),
+            },
         };
         if let Some(tag) = &filter.tag {
             v.text("tag", tag, 1, crate::ticket::TAG_MAX);

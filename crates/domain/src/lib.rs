@@ -15,7 +15,7 @@ pub mod webhook;
 
 pub use ability::{Ability, Role};
 pub use event::{EventEnvelope, EventType};
-pub use filter::{AssigneeFilter, TicketFilter};
+pub use filter::{AssigneeFilter, TicketFilter, TicketOrder};
 pub use ticket::{Priority, TicketStatus, Visibility};
 pub use validation::{FieldError, Validation};
 

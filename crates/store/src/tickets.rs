@@ -1,7 +1,7 @@
 //! Tickets, their filters and the optimistic-concurrency `version`.
 
-use sqlx::PgConnection;
-use tickiti_domain::{AssigneeFilter, EventEnvelope, TicketFilter};
+use sqlx::{PgConnection, QueryBuilder};
+use tickiti_domain::{AssigneeFilter, EventEnvelope, TicketFilter, TicketOrder};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
@@ -10,7 +10,7 @@ use crate::messages::Message;
 use crate::{Page, Result};
 
 /// A ticket with its contact's name and address.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
 pub struct Ticket {
     /// Id.
     pub id: Uuid,
@@ -256,55 +256,133 @@ impl FilterArgs {
     }
 }
 
-/// A page of the organization's tickets matching `filter`, newest first.
-/// `me` resolves `assignee_id=me`.
+/// Where a ticket list continues: the last row's sort value and id, in the
+/// filter's [`TicketOrder`] (a time in microseconds since the epoch, or the
+/// priority's rank).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TicketKey {
+    /// The sort value of the last row seen.
+    pub value: i64,
+    /// Its id, the tie-breaker.
+    pub id: Uuid,
+}
+
+impl TicketKey {
+    /// The key of `ticket` in `order`.
+    pub fn of(order: TicketOrder, ticket: &Ticket) -> TicketKey {
+        let micros =
+            |t: OffsetDateTime| i64::try_from(t.unix_timestamp_nanos() / 1_000).unwrap_or(i64::MAX);
+        let value = match order {
+            TicketOrder::LastActivity => micros(ticket.updated_at),
+            TicketOrder::Newest | TicketOrder::Oldest => micros(ticket.created_at),
+            TicketOrder::Priority => priority_rank(&ticket.priority),
+        };
+        TicketKey {
+            value,
+            id: ticket.id,
+        }
+    }
+
+    fn time(self) -> OffsetDateTime {
+        OffsetDateTime::from_unix_timestamp_nanos(i128::from(self.value) * 1_000)
+            .unwrap_or(OffsetDateTime::UNIX_EPOCH)
+    }
+}
+
+/// The priority's place in `-priority` order, as the SQL below computes it.
+fn priority_rank(priority: &str) -> i64 {
+    match priority {
+        "urgent" => 3,
+        "high" => 2,
+        "normal" => 1,
+        _ => 0,
+    }
+}
+
+const PRIORITY_RANK_SQL: &str = "(CASE t.priority WHEN 'urgent' THEN 3 WHEN 'high' THEN 2 \
+     WHEN 'normal' THEN 1 ELSE 0 END)";
+
+/// A page of the organization's tickets matching `filter`, in its order,
+/// after `after`. `me` resolves `assignee_id=me`.
+///
+/// Built per request with only the conditions the filter has, so each shape
+/// gets a plan of its own (one statement with every condition behind an
+/// `IS NULL` test is planned once for all of them, and badly), and walks the
+/// index of its order (a keyset on the sort value and the id, not an offset).
 pub async fn list(
     conn: &mut PgConnection,
     organization_id: Uuid,
     filter: &TicketFilter,
     me: Uuid,
-    before: Option<Uuid>,
+    after: Option<TicketKey>,
     limit: i64,
 ) -> Result<Page<Ticket>> {
     let args = FilterArgs::new(filter, me);
-    // One static statement for every filter: a NULL parameter disables its condition.
-    let rows = sqlx::query_as!(
-        Ticket,
+    let mut sql = QueryBuilder::new(
         "SELECT t.id, t.organization_id, t.number, t.code, t.subject, t.status, t.priority,
                 t.queue_id, t.assignee_id, t.contact_id, c.name AS contact_name, c.email AS contact_email,
                 t.tags, t.version, t.created_at, t.updated_at
          FROM tickets t JOIN contacts c ON c.id = t.contact_id
-         WHERE t.organization_id = $1
-           AND ($2::text[] IS NULL OR t.status = ANY($2))
-           AND ($3::text[] IS NULL OR t.priority = ANY($3))
-           AND ($4::uuid IS NULL OR t.queue_id = $4)
-           AND (NOT $5::bool OR t.assignee_id IS NULL)
-           AND ($6::uuid IS NULL OR t.assignee_id = $6)
-           AND ($7::uuid IS NULL OR t.contact_id = $7)
-           AND ($8::text IS NULL OR t.tags @> ARRAY[$8::text])
-           AND ($9::text IS NULL
-                OR t.search @@ websearch_to_tsquery('simple', $9)
-                OR EXISTS (SELECT 1 FROM messages m
-                           WHERE m.ticket_id = t.id AND m.search @@ websearch_to_tsquery('simple', $9)))
-           AND ($10::timestamptz IS NULL OR t.updated_at >= $10)
-           AND ($11::uuid IS NULL OR t.id < $11)
-         ORDER BY t.id DESC
-         LIMIT $12",
-        organization_id,
-        args.statuses.as_deref(),
-        args.priorities.as_deref(),
-        filter.queue_id,
-        args.unassigned,
-        args.assignee,
-        filter.contact_id,
-        filter.tag.as_deref(),
-        filter.q.as_deref(),
-        filter.updated_since,
-        before,
-        limit + 1
-    )
-    .fetch_all(conn)
-    .await?;
+         WHERE t.organization_id = ",
+    );
+    sql.push_bind(organization_id);
+    if let Some(statuses) = args.statuses {
+        sql.push(" AND t.status = ANY(")
+            .push_bind(statuses)
+            .push(")");
+    }
+    if let Some(priorities) = args.priorities {
+        sql.push(" AND t.priority = ANY(")
+            .push_bind(priorities)
+            .push(")");
+    }
+    if let Some(queue) = filter.queue_id {
+        sql.push(" AND t.queue_id = ").push_bind(queue);
+    }
+    if args.unassigned {
+        sql.push(" AND t.assignee_id IS NULL");
+    }
+    if let Some(assignee) = args.assignee {
+        sql.push(" AND t.assignee_id = ").push_bind(assignee);
+    }
+    if let Some(contact) = filter.contact_id {
+        sql.push(" AND t.contact_id = ").push_bind(contact);
+    }
+    if let Some(tag) = &filter.tag {
+        sql.push(" AND t.tags @> ARRAY[")
+            .push_bind(tag.clone())
+            .push("::text]");
+    }
+    if let Some(q) = &filter.q {
+        sql.push(" AND (t.search @@ websearch_to_tsquery('simple', ")
+            .push_bind(q.clone())
+            .push(") OR EXISTS (SELECT 1 FROM messages m WHERE m.ticket_id = t.id AND m.search @@ websearch_to_tsquery('simple', ")
+            .push_bind(q.clone())
+            .push(")))");
+    }
+    if let Some(since) = filter.updated_since {
+        sql.push(" AND t.updated_at >= ").push_bind(since);
+    }
+    let (key, direction) = match filter.order {
+        TicketOrder::LastActivity => ("t.updated_at", "DESC"),
+        TicketOrder::Newest => ("t.created_at", "DESC"),
+        TicketOrder::Oldest => ("t.created_at", "ASC"),
+        TicketOrder::Priority => (PRIORITY_RANK_SQL, "DESC"),
+    };
+    if let Some(after) = after {
+        let beyond = if direction == "DESC" { "<" } else { ">" };
+        sql.push(format_args!(" AND ({key}, t.id) {beyond} ("));
+        match filter.order {
+            TicketOrder::Priority => sql.push_bind(after.value),
+            _ => sql.push_bind(after.time()),
+        };
+        sql.push(", ").push_bind(after.id).push(")");
+    }
+    sql.push(format_args!(
+        " ORDER BY {key} {direction}, t.id {direction} LIMIT "
+    ))
+    .push_bind(limit + 1);
+    let rows = sql.build_query_as::<Ticket>().fetch_all(conn).await?;
     Ok(Page::from_rows(rows, limit, |t| t.id))
 }
 

@@ -372,3 +372,94 @@ async fn concurrent_creates_for_one_new_contact_make_one_contact(db: PgPool) {
         .await;
     assert_eq!(&read.body, ticket);
 }
+
+/// Every page in `sort` order, following the cursors: the ticket numbers seen.
+async fn walk(app: &TestApp, token: &str, sort: &str) -> Vec<i64> {
+    let mut seen = Vec::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let mut path = format!("/api/v1/tickets?limit=2&sort={sort}");
+        if let Some(c) = &cursor {
+            path.push_str(&format!("&cursor={c}"));
+        }
+        let page = app.get(&path, token).await;
+        assert_eq!(page.status, 200, "{}", page.body);
+        for t in page.body["data"].as_array().unwrap() {
+            seen.push(t["number"].as_i64().unwrap());
+        }
+        match page.body["next_cursor"].as_str() {
+            Some(c) => cursor = Some(c.to_owned()),
+            None => return seen,
+        }
+    }
+}
+
+/// The list is in last-activity order by default, and in each order `sort`
+/// names; its cursors follow that order and are refused in another.
+#[sqlx::test(migrator = "tickiti_store::MIGRATOR")]
+async fn the_list_sorts_by_last_activity_and_cursors_follow_the_order(db: PgPool) {
+    let app = TestApp::spawn(db).await;
+    let org = app.org("Acme").await;
+    let mut ids = Vec::new();
+    for (i, priority) in ["low", "urgent", "normal", "high", "urgent"]
+        .iter()
+        .enumerate()
+    {
+        let t = app
+            .post(
+                "/api/v1/tickets",
+                &org.token,
+                json!({ "subject": format!("Sorted {i}"), "contact": {"email": "s@example.com"},
+                        "priority": priority }),
+            )
+            .await;
+        assert_eq!(t.status, 201, "{}", t.body);
+        ids.push(t.body["id"].as_str().unwrap().to_owned());
+    }
+    // Activity on the second ticket moves it to the top; a reply on the first after it.
+    let patched = app
+        .patch(
+            &format!("/api/v1/tickets/{}", ids[1]),
+            &org.token,
+            json!({ "status": "open" }),
+        )
+        .await;
+    assert_eq!(patched.status, 200, "{}", patched.body);
+    let replied = app
+        .post(
+            &format!("/api/v1/tickets/{}/messages", ids[0]),
+            &org.token,
+            json!({ "body": "On it", "visibility": "public" }),
+        )
+        .await;
+    assert_eq!(replied.status, 201, "{}", replied.body);
+
+    let default = app.get("/api/v1/tickets", &org.token).await;
+    let numbers: Vec<i64> = default.body["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["number"].as_i64().unwrap())
+        .collect();
+    assert_eq!(numbers, [1, 2, 5, 4, 3], "last activity first");
+    assert_eq!(walk(&app, &org.token, "-updated_at").await, [1, 2, 5, 4, 3]);
+    assert_eq!(walk(&app, &org.token, "-created_at").await, [5, 4, 3, 2, 1]);
+    assert_eq!(walk(&app, &org.token, "created_at").await, [1, 2, 3, 4, 5]);
+    assert_eq!(walk(&app, &org.token, "-priority").await, [5, 2, 4, 3, 1]);
+
+    // A cursor is for the order it came from.
+    let page = app
+        .get("/api/v1/tickets?limit=2&sort=created_at", &org.token)
+        .await;
+    let cursor = page.body["next_cursor"].as_str().unwrap();
+    let wrong = app
+        .get(
+            &format!("/api/v1/tickets?limit=2&cursor={cursor}"),
+            &org.token,
+        )
+        .await;
+    assert_eq!(wrong.status, 422, "{}", wrong.body);
+    let bad = app.get("/api/v1/tickets?sort=subject", &org.token).await;
+    assert_eq!(bad.status, 422, "{}", bad.body);
+    assert!(bad.body.to_string().contains("sort"), "{}", bad.body);
+}

@@ -203,6 +203,11 @@ pub enum Cursor {
     After(Uuid),
     /// Continue at this offset.
     Offset(i64),
+    /// Continue after this sort value and id, in this order (the ticket list).
+    Key(
+        tickiti_domain::TicketOrder,
+        tickiti_store::tickets::TicketKey,
+    ),
 }
 
 impl Cursor {
@@ -211,6 +216,7 @@ impl Cursor {
         let raw = match self {
             Cursor::After(id) => format!("id:{id}"),
             Cursor::Offset(n) => format!("offset:{n}"),
+            Cursor::Key(order, key) => format!("key:{}:{}:{}", order.as_str(), key.value, key.id),
         };
         URL_SAFE_NO_PAD.encode(raw)
     }
@@ -219,6 +225,16 @@ impl Cursor {
         let raw = String::from_utf8(URL_SAFE_NO_PAD.decode(text).ok()?).ok()?;
         if let Some(id) = raw.strip_prefix("id:") {
             return Uuid::parse_str(id).ok().map(Cursor::After);
+        }
+        if let Some(key) = raw.strip_prefix("key:") {
+            let mut parts = key.splitn(3, ':');
+            let order = parts.next()?.parse().ok()?;
+            let value = parts.next()?.parse().ok()?;
+            let id = Uuid::parse_str(parts.next()?).ok()?;
+            return Some(Cursor::Key(
+                order,
+                tickiti_store::tickets::TicketKey { value, id },
+            ));
         }
         raw.strip_prefix("offset:")?
             .parse()
@@ -232,9 +248,25 @@ impl Cursor {
         match cursor {
             None => Ok(None),
             Some(Cursor::After(id)) => Ok(Some(id)),
-            Some(Cursor::Offset(_)) => Err(ApiError::invalid_field(
+            Some(Cursor::Offset(_) | Cursor::Key(..)) => Err(ApiError::invalid_field(
                 "cursor",
                 "is not a cursor of this list",
+            )),
+        }
+    }
+
+    /// Where a ticket list in `order` continues (a cursor of another order
+    /// or list is refused).
+    pub fn ticket_key(
+        cursor: Option<Self>,
+        order: tickiti_domain::TicketOrder,
+    ) -> ApiResult<Option<tickiti_store::tickets::TicketKey>> {
+        match cursor {
+            None => Ok(None),
+            Some(Cursor::Key(of, key)) if of == order => Ok(Some(key)),
+            Some(_) => Err(ApiError::invalid_field(
+                "cursor",
+                "is not a cursor of this list in this order",
             )),
         }
     }
@@ -244,7 +276,7 @@ impl Cursor {
         match cursor {
             None => Ok(0),
             Some(Cursor::Offset(n)) => Ok(n),
-            Some(Cursor::After(_)) => Err(ApiError::invalid_field(
+            Some(Cursor::After(_) | Cursor::Key(..)) => Err(ApiError::invalid_field(
                 "cursor",
                 "is not a cursor of this list",
             )),

@@ -16,6 +16,7 @@ use governor::Quota;
 use governor::clock::{Clock, DefaultClock};
 use governor::middleware::StateInformationMiddleware;
 use governor::state::keyed::DefaultKeyedStateStore;
+use subtle::ConstantTimeEq as _;
 use tickiti_domain::{Ability, Role, ability::effective_abilities};
 use tickiti_store::users::User;
 use uuid::Uuid;
@@ -230,6 +231,8 @@ pub struct Principal {
     pub token_id: Option<Uuid>,
     /// Abilities of the token intersected with the role's.
     pub abilities: Vec<Ability>,
+    /// The session's CSRF token, when signed in with the session cookie.
+    pub csrf_token: Option<String>,
 }
 
 impl Principal {
@@ -386,6 +389,7 @@ async fn resolve(
                 role,
                 token_id: Some(token.id),
                 user,
+                csrf_token: None,
             }))
         }
         Credentials::Session(cookie) => {
@@ -399,8 +403,10 @@ async fn resolve(
                 // An expired cookie is no identity at all; routes that need one answer 401.
                 return Ok(None);
             };
+            // Compared in constant time: the answer must not tell how much
+            // of a guess was right.
             if let Some(sent) = csrf_sent
-                && sent.as_deref() != Some(csrf.as_str())
+                && !bool::from(sent.unwrap_or_default().as_bytes().ct_eq(csrf.as_bytes()))
             {
                 return Err(ApiError::new(
                     StatusCode::FORBIDDEN,
@@ -414,6 +420,7 @@ async fn resolve(
                 role,
                 token_id: None,
                 user,
+                csrf_token: Some(csrf),
             }))
         }
     }

@@ -20,7 +20,7 @@ use uuid::Uuid;
 
 use super::messages::MessageOut;
 use crate::events::{EventBatch, emit};
-use crate::http::extract::{NoFilter, PageParams, nullable, parse_id};
+use crate::http::extract::{Cursor, NoFilter, PageParams, nullable, parse_id};
 use crate::http::{ApiError, ApiResult, Json, ListOut, ListQuery, Principal};
 use crate::state::AppState;
 
@@ -256,7 +256,7 @@ fn check_tags(tags: &[String], v: &mut Validation) {
     }
 }
 
-/// List tickets, newest first.
+/// List tickets, last activity first (or in the order `sort` names).
 #[utoipa::path(get, path = "/tickets", tag = "tickets",
     params(PageParams, TicketFilterParams),
     responses((status = 200, body = ListOut<TicketOut>), (status = 422, body = crate::http::error::Problem)),
@@ -269,18 +269,26 @@ pub async fn list_tickets(
 ) -> ApiResult<axum::Json<ListOut<TicketOut>>> {
     principal.require(Ability::TicketsRead)?;
     let filter = query.filter.parse().map_err(ApiError::validation)?;
-    let before = crate::http::extract::Cursor::after_id(query.cursor)?;
+    let after = Cursor::ticket_key(query.cursor, filter.order)?;
     let mut conn = state.db.acquire().await?;
     let page = tickets::list(
         &mut conn,
         principal.org(),
         &filter,
         principal.user.id,
-        before,
+        after,
         query.limit,
     )
     .await?;
-    Ok(axum::Json(ListOut::from_page(page, TicketOut::from)))
+    // The cursor carries the last row's sort value, so it follows the order.
+    let next_cursor = page.next_after.and_then(|_| {
+        let last = page.items.last()?;
+        Some(Cursor::Key(filter.order, tickets::TicketKey::of(filter.order, last)).encode())
+    });
+    Ok(axum::Json(ListOut {
+        data: page.items.into_iter().map(TicketOut::from).collect(),
+        next_cursor,
+    }))
 }
 
 /// Create a ticket.

@@ -84,6 +84,10 @@ pub struct MeOut {
     pub abilities: Vec<Ability>,
     /// The organization.
     pub organization: OrganizationRef,
+    /// The session's `X-CSRF-Token` (only when signed in with the session
+    /// cookie): a reloaded tab reads it here instead of signing in again.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub csrf_token: Option<String>,
 }
 
 /// Changes to a user. `name` and `realtime_notifications`: the user or an
@@ -121,6 +125,7 @@ pub async fn get_me(
             id: organization.id,
             name: organization.name,
         },
+        csrf_token: principal.csrf_token.clone(),
     }))
 }
 
