@@ -32,7 +32,6 @@ pub fn router(state: AppState) -> (Router, utoipa::openapi::OpenApi) {
             "/api/v1/openapi.json",
             axum::routing::get(move || std::future::ready(axum::Json(spec.clone()))),
         )
-        .merge(routes::health::router())
         .fallback(|| async {
             ApiError::new(StatusCode::NOT_FOUND, "ROUTE_NOT_FOUND", "no such route")
         })
@@ -44,6 +43,10 @@ pub fn router(state: AppState) -> (Router, utoipa::openapi::OpenApi) {
             )
         })
         .layer(from_fn_with_state(state.clone(), guard::authenticate))
+        .layer(from_fn(guard::no_store))
+        // Probes are neither authenticated nor rate limited: a busy sign-in
+        // page must not make the orchestrator think the api is down.
+        .merge(routes::health::router())
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .layer(from_fn(limit_body))
         .layer(from_fn_with_state(

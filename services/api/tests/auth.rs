@@ -185,3 +185,79 @@ async fn rate_limit_headers_and_429(db: PgPool) {
     // The budget is per token.
     assert_eq!(app.get("/api/v1/tickets", &other).await.status, 200);
 }
+
+/// Managing tokens needs a session or a `*` token: a narrow token cannot
+/// list, mint or revoke its user's tokens (before the fix a `create-ticket`
+/// token could mint itself a `*` one). A new secret is never cacheable.
+#[sqlx::test(migrator = "tickiti_store::MIGRATOR")]
+async fn a_narrow_token_cannot_manage_tokens_and_secrets_are_not_cached(db: PgPool) {
+    let app = TestApp::spawn(db).await;
+    let org = app.org("Acme").await;
+    let (_, _, narrow) = app
+        .user(&org, "Form", Role::Agent, &[Ability::CreateTicket])
+        .await;
+    assert_eq!(app.get("/api/v1/tokens", &narrow).await.status, 403);
+    let mint = app
+        .post(
+            "/api/v1/tokens",
+            &narrow,
+            json!({ "name": "wider", "abilities": ["create-ticket"] }),
+        )
+        .await;
+    assert_eq!((mint.status, mint.code()), (403, "FORBIDDEN"));
+
+    let created = app
+        .post(
+            "/api/v1/tokens",
+            &org.token,
+            json!({ "name": "CI", "abilities": ["tickets:read"] }),
+        )
+        .await;
+    assert_eq!(created.status, 201, "{}", created.body);
+    assert_eq!(created.header("cache-control"), Some("no-store"));
+    let id = created.body["id"].as_str().unwrap();
+    let revoke = app.delete(&format!("/api/v1/tokens/{id}"), &narrow).await;
+    assert_eq!(revoke.status, 403);
+    let listed = app.get("/api/v1/tokens", &org.token).await;
+    assert_eq!(listed.status, 200);
+    assert!(
+        listed.body.to_string().contains(id),
+        "the token is still there"
+    );
+    // A browser session manages its user's tokens too.
+    let (reply, cookie) = login(&app, &org.admin_email, &org.admin_password).await;
+    assert_eq!(reply.status, 200);
+    let by_session = app
+        .client
+        .get(app.url("/api/v1/tokens"))
+        .header("cookie", cookie.unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(by_session.status(), 200);
+}
+
+/// `/healthz` and `/readyz` are neither authenticated nor rate limited: an
+/// anonymous flood (a busy sign-in page) must not fail the probes. (Before
+/// the fix they shared the anonymous budget and answered 429.)
+#[sqlx::test(migrator = "tickiti_store::MIGRATOR")]
+async fn probes_are_not_rate_limited(db: PgPool) {
+    let app = TestApp::spawn_with(db, |config| {
+        config.rate_limit = tickiti_api::config::parse_rate_limit("5/min").unwrap();
+    })
+    .await;
+    for _ in 0..6 {
+        app.client.get(app.url("/api/v1/me")).send().await.unwrap();
+    }
+    let limited = app.client.get(app.url("/api/v1/me")).send().await.unwrap();
+    assert_eq!(limited.status(), 429, "the anonymous budget is spent");
+    for _ in 0..20 {
+        let health = app.client.get(app.url("/healthz")).send().await.unwrap();
+        assert_eq!(health.status(), 200);
+        assert!(health.headers().get("ratelimit-limit").is_none());
+    }
+    assert!(app.wait_ready(200).await, "ready once the broker is connected");
+    for _ in 0..10 {
+        assert_eq!(app.readyz().await, 200);
+    }
+}

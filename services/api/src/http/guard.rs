@@ -353,6 +353,17 @@ pub async fn authenticate(State(state): State<AppState>, mut req: Request, next:
     response
 }
 
+/// Every API answer is private to its caller and some carry a secret shown
+/// once (a new token, a pairing pin, a realtime ticket): no cache may keep
+/// one (RFC 9111 §5.2.2.5).
+pub async fn no_store(req: Request, next: Next) -> Response {
+    let mut response = next.run(req).await;
+    response
+        .headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
+}
+
 fn hex_prefix(bytes: &[u8]) -> String {
     bytes.iter().take(16).map(|b| format!("{b:02x}")).collect()
 }

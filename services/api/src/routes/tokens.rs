@@ -140,7 +140,24 @@ fn caller_may_grant(principal: &Principal, wanted: Ability) -> bool {
     }
 }
 
-/// The caller's tokens, oldest first.
+/// 403 unless the caller may manage their own tokens: a browser session,
+/// or a token holding everything its user's role grants (a `*` token). A
+/// narrow token (say `create-ticket` on a web form) must not list, mint or
+/// revoke its user's tokens, or it could mint itself a wider one.
+fn require_token_manager(principal: &Principal) -> ApiResult<()> {
+    let whole_role = tickiti_domain::ability::effective_abilities(principal.role, None)
+        .iter()
+        .all(|a| principal.abilities.contains(a));
+    if principal.token_id.is_none() || whole_role {
+        Ok(())
+    } else {
+        Err(ApiError::forbidden(
+            "managing tokens needs a browser session or a token with every ability of its user (\"*\")",
+        ))
+    }
+}
+
+/// The caller's tokens, oldest first (a session or a `*` token).
 #[utoipa::path(get, path = "/tokens", tag = "tokens", params(PageParams),
     responses((status = 200, body = ListOut<TokenOut>)), security(("bearer" = []), ("session" = [])))]
 #[tracing::instrument(skip_all)]
@@ -149,6 +166,7 @@ pub async fn list_tokens(
     principal: Principal,
     query: ListQuery<NoFilter>,
 ) -> ApiResult<axum::Json<ListOut<TokenOut>>> {
+    require_token_manager(&principal)?;
     let after = Cursor::after_id(query.cursor)?;
     let mut conn = state.db.acquire().await?;
     let page = tokens::list_for_user(
@@ -173,6 +191,7 @@ pub async fn create_token(
     principal: Principal,
     Json(input): Json<TokenIn>,
 ) -> ApiResult<(StatusCode, axum::Json<TokenCreatedOut>)> {
+    require_token_manager(&principal)?;
     let mut v = Validation::new();
     let mut abilities = Vec::with_capacity(input.abilities.len());
     for (i, raw) in input.abilities.iter().enumerate() {
@@ -216,6 +235,7 @@ pub async fn delete_token(
     principal: Principal,
     Path(id): Path<String>,
 ) -> ApiResult<StatusCode> {
+    require_token_manager(&principal)?;
     let id = parse_id(&id, NOT_FOUND, "token")?;
     let mut conn = state.db.acquire().await?;
     if !tokens::delete(&mut conn, principal.org(), principal.user.id, id).await? {
