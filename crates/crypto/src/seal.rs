@@ -23,6 +23,40 @@ const AAD: &[u8] = b"tickiti-sealed-secret-v1";
 /// production. Public: it protects nothing.
 pub const DEVELOPMENT_KEY: [u8; 32] = *b"tickiti-development-key-32-bytes";
 
+/// Keys published somewhere (in this code, in an old `docker-compose.yml`):
+/// they protect nothing, so production refuses them.
+const PUBLIC_KEYS: [[u8; 32]; 3] = [
+    DEVELOPMENT_KEY,
+    *b"tickiti-dev-key-not-for-prod!!!!",
+    [0; 32],
+];
+
+/// The master key a process runs with, from `TICKITI_MASTER_KEY` (unset or
+/// empty: none). In production a key is required and a publicly known one
+/// is refused; in development none means [`DEVELOPMENT_KEY`]. The flag says
+/// the key is public (the caller warns loudly).
+pub fn resolve_master_key(
+    encoded: Option<&str>,
+    production: bool,
+) -> Result<([u8; 32], bool), String> {
+    let key = match encoded.map(str::trim).filter(|text| !text.is_empty()) {
+        Some(encoded) => parse_master_key(encoded)?,
+        None if production => {
+            return Err("TICKITI_MASTER_KEY is required when TICKITI_ENV=production".into());
+        }
+        None => DEVELOPMENT_KEY,
+    };
+    let public = PUBLIC_KEYS.contains(&key);
+    if public && production {
+        return Err(
+            "TICKITI_MASTER_KEY is a publicly known development key: set your own \
+             (`openssl rand -base64 32`) when TICKITI_ENV=production"
+                .into(),
+        );
+    }
+    Ok((key, public))
+}
+
 /// Decodes `TICKITI_MASTER_KEY` (base64 of 32 bytes).
 pub fn parse_master_key(encoded: &str) -> Result<[u8; 32], String> {
     use base64::Engine as _;
@@ -168,6 +202,26 @@ impl SecretBox {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn production_refuses_a_missing_or_public_key() {
+        use base64::Engine as _;
+        let b64 = |key: &[u8]| base64::engine::general_purpose::STANDARD.encode(key);
+        assert!(resolve_master_key(None, true).is_err());
+        assert!(resolve_master_key(Some(" "), true).is_err());
+        assert!(resolve_master_key(Some(&b64(&DEVELOPMENT_KEY)), true).is_err());
+        assert!(
+            resolve_master_key(Some("dGlja2l0aS1kZXYta2V5LW5vdC1mb3ItcHJvZCEhISE="), true).is_err()
+        );
+        let own = [7u8; 32];
+        assert_eq!(resolve_master_key(Some(&b64(&own)), true), Ok((own, false)));
+        assert_eq!(resolve_master_key(None, false), Ok((DEVELOPMENT_KEY, true)));
+        assert_eq!(
+            resolve_master_key(Some(""), false),
+            Ok((DEVELOPMENT_KEY, true))
+        );
+    }
+
     use super::*;
 
     #[test]

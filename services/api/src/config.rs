@@ -3,8 +3,6 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use base64::Engine as _;
-
 /// Deployment kind: production refuses unsafe defaults.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Environment {
@@ -147,35 +145,21 @@ pub fn parse_rate_limit(text: &str) -> Result<RateLimit, String> {
     Ok(RateLimit::Per { count, period })
 }
 
-/// Development key used when none is configured outside production. Public: never for real data.
-const DEVELOPMENT_MASTER_KEY: [u8; 32] = tickiti_crypto::seal::DEVELOPMENT_KEY;
-
 impl Config {
     /// Checks the settings that cannot be checked one by one; returns the
     /// master key's bytes.
     pub fn master_key_bytes(&self) -> anyhow::Result<[u8; 32]> {
-        match (&self.master_key, self.environment) {
-            (Some(encoded), _) => {
-                let bytes = base64::engine::general_purpose::STANDARD
-                    .decode(encoded.trim())
-                    .map_err(|e| anyhow::anyhow!("TICKITI_MASTER_KEY is not base64: {e}"))?;
-                <[u8; 32]>::try_from(bytes.as_slice()).map_err(|_| {
-                    anyhow::anyhow!(
-                        "TICKITI_MASTER_KEY must decode to 32 bytes, got {}",
-                        bytes.len()
-                    )
-                })
-            }
-            (None, Environment::Production) => {
-                anyhow::bail!("TICKITI_MASTER_KEY is required when TICKITI_ENV=production")
-            }
-            (None, Environment::Development) => {
-                tracing::warn!(
-                    "TICKITI_MASTER_KEY is not set: using the PUBLIC development key; stored secrets are NOT protected"
-                );
-                Ok(DEVELOPMENT_MASTER_KEY)
-            }
+        let (key, public) = tickiti_crypto::seal::resolve_master_key(
+            self.master_key.as_deref(),
+            self.environment == Environment::Production,
+        )
+        .map_err(anyhow::Error::msg)?;
+        if public {
+            tracing::warn!(
+                "TICKITI_MASTER_KEY is not set or publicly known: stored secrets are NOT protected"
+            );
         }
+        Ok(key)
     }
 
     /// Whether session cookies must be `Secure` (HTTPS only).

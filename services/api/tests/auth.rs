@@ -256,7 +256,10 @@ async fn probes_are_not_rate_limited(db: PgPool) {
         assert_eq!(health.status(), 200);
         assert!(health.headers().get("ratelimit-limit").is_none());
     }
-    assert!(app.wait_ready(200).await, "ready once the broker is connected");
+    assert!(
+        app.wait_ready(200).await,
+        "ready once the broker is connected"
+    );
     for _ in 0..10 {
         assert_eq!(app.readyz().await, 200);
     }

@@ -159,3 +159,33 @@ fn help_and_an_unreachable_database() {
     assert_eq!(stderr.trim().lines().count(), 1, "one clear line: {stderr}");
     assert!(stderr.contains("database unreachable"), "{stderr}");
 }
+
+/// Production refuses to start without a master key or with a publicly
+/// known one (the key an older `docker-compose.yml` filled in, or the
+/// built-in development key): one clear line, nothing served.
+#[sqlx::test(migrator = "tickiti_store::MIGRATOR")]
+async fn production_refuses_a_missing_or_public_master_key(db: PgPool) {
+    let db_url = tickiti_testkit::database_url(&db);
+    let prefix = tickiti_testkit::unique_prefix();
+    for key in [
+        None,
+        Some(""),
+        Some("dGlja2l0aS1kZXYta2V5LW5vdC1mb3ItcHJvZCEhISE="),
+        Some("dGlja2l0aS1kZXZlbG9wbWVudC1rZXktMzItYnl0ZXM="),
+    ] {
+        let mut command = api(&db_url, &prefix);
+        command
+            .env("TICKITI_ENV", "production")
+            .env("TICKITI_LISTEN", "127.0.0.1:0");
+        match key {
+            Some(key) => command.env("TICKITI_MASTER_KEY", key),
+            None => command.env_remove("TICKITI_MASTER_KEY"),
+        };
+        let output = tokio::task::spawn_blocking(move || command.output().unwrap())
+            .await
+            .unwrap();
+        assert!(!output.status.success(), "{key:?} was accepted");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(stderr.contains("TICKITI_MASTER_KEY"), "{key:?}: {stderr}");
+    }
+}

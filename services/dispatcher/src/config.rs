@@ -95,19 +95,16 @@ pub struct Config {
 impl Config {
     /// The master key's bytes (the development key, with a warning, outside production).
     pub fn master_key_bytes(&self) -> anyhow::Result<[u8; 32]> {
-        match (&self.master_key, self.environment) {
-            (Some(encoded), _) => {
-                tickiti_crypto::seal::parse_master_key(encoded).map_err(anyhow::Error::msg)
-            }
-            (None, Environment::Production) => {
-                anyhow::bail!("TICKITI_MASTER_KEY is required when TICKITI_ENV=production")
-            }
-            (None, Environment::Development) => {
-                tracing::warn!(
-                    "TICKITI_MASTER_KEY is not set: using the PUBLIC development key; stored secrets are NOT protected"
-                );
-                Ok(tickiti_crypto::seal::DEVELOPMENT_KEY)
-            }
+        let (key, public) = tickiti_crypto::seal::resolve_master_key(
+            self.master_key.as_deref(),
+            self.environment == Environment::Production,
+        )
+        .map_err(anyhow::Error::msg)?;
+        if public {
+            tracing::warn!(
+                "TICKITI_MASTER_KEY is not set or publicly known: stored secrets are NOT protected"
+            );
         }
+        Ok(key)
     }
 }
