@@ -573,3 +573,68 @@ async fn every_intervention_route_is_in_the_openapi_document(db: PgPool) {
         assert!(methods.iter().any(|m| *m == method), "{methods:?}");
     }
 }
+
+/// Moving the epilog to another URL while a bearer token is set needs the
+/// token decided in the same patch: the old URL's token is never sent to the
+/// new one. (Before the fix the old token silently went along.)
+#[sqlx::test(migrator = "tickiti_store::MIGRATOR")]
+async fn a_new_epilog_url_does_not_inherit_the_old_token(db: PgPool) {
+    let app = TestApp::spawn(db).await;
+    let org = app.org("Acme").await;
+    setup(&app, &org, "moved").await;
+    let path = "/api/v1/interventions/moved";
+    let before = app.get(path, &org.token).await;
+
+    let moved = app
+        .patch(
+            path,
+            &org.token,
+            json!({ "remote_epilog_url": "http://127.0.0.1:9/elsewhere" }),
+        )
+        .await;
+    assert_eq!(moved.status, 422, "{}", moved.body);
+    assert_eq!(moved.body["errors"][0]["field"], "remote_bearer_token");
+    assert_eq!(
+        app.get(path, &org.token).await.body,
+        before.body,
+        "nothing changed"
+    );
+
+    // The same URL again is no change; a new URL with a new token, or with none, is.
+    let same = app
+        .patch(
+            path,
+            &org.token,
+            json!({ "remote_epilog_url": "http://127.0.0.1:9/epilog" }),
+        )
+        .await;
+    assert_eq!(same.status, 200, "{}", same.body);
+    let with_new = app
+        .patch(
+            path,
+            &org.token,
+            json!({ "remote_epilog_url": "http://127.0.0.1:9/elsewhere",
+                    "remote_bearer_token": "another-bearer-token-0815" }),
+        )
+        .await;
+    assert_eq!(with_new.status, 200, "{}", with_new.body);
+    assert_eq!(with_new.body["remote_bearer_token_set"], true);
+    let without = app
+        .patch(
+            path,
+            &org.token,
+            json!({ "remote_epilog_url": "http://127.0.0.1:9/third", "remote_bearer_token": null }),
+        )
+        .await;
+    assert_eq!(without.status, 200, "{}", without.body);
+    assert_eq!(without.body["remote_bearer_token_set"], false);
+    // Without a token there is nothing to leak: the URL moves freely.
+    let free = app
+        .patch(
+            path,
+            &org.token,
+            json!({ "remote_epilog_url": "http://127.0.0.1:9/fourth" }),
+        )
+        .await;
+    assert_eq!(free.status, 200, "{}", free.body);
+}

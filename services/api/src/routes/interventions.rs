@@ -209,7 +209,9 @@ pub struct InterventionPatch {
     #[serde(default, deserialize_with = "nullable")]
     #[schema(value_type = Option<String>)]
     pub remote_name: Option<Option<String>>,
-    /// Epilog URL; `null` clears.
+    /// Epilog URL; `null` clears. Changing it while a bearer token is set
+    /// needs `remote_bearer_token` in the same patch (422 otherwise): the old
+    /// URL's token is never sent to a new one.
     #[serde(default, deserialize_with = "nullable")]
     #[schema(value_type = Option<String>)]
     pub remote_epilog_url: Option<Option<String>>,
@@ -455,6 +457,21 @@ pub async fn update_intervention(
     }
     if let Some(Some(token)) = &patch.remote_bearer_token {
         check_token(&mut v, token);
+    }
+    // The token was given for one URL: it must not follow the calls to
+    // another one unless the caller says so.
+    if patch
+        .remote_epilog_url
+        .as_ref()
+        .is_some_and(|url| *url != def.remote_epilog_url)
+        && def.remote_bearer_token_sealed.is_some()
+        && patch.remote_bearer_token.is_none()
+    {
+        v.error(
+            "remote_bearer_token",
+            "is required when remote_epilog_url changes: the token set for the old URL is not \
+             sent to a new one (give the new URL's token, or null for none)",
+        );
     }
     if let Some(queue_name) = &patch.queue_name {
         def.queue_id = resolve_queue(&state, org, queue_name.as_deref(), &mut v).await?;
