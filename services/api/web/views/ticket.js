@@ -143,7 +143,7 @@ export function TicketView({ id }) {
         <p class="ticket-code mono">${t.code}</p>
         <h1>${t.subject}</h1>
         <p class="muted">
-          ${t.contact?.name ? html`${t.contact.name} <span class="mono">&lt;${t.contact.email}&gt;</span>` : t.contact?.email}
+          ${t.contact?.name ? html`${t.contact.name} <span class="mono">${`<${t.contact.email}>`}</span>` : t.contact?.email}
           ${' · opened '}<${Time} iso=${t.created_at} />
         </p>
       </div>

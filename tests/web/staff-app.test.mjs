@@ -1,0 +1,101 @@
+// The staff app in a real headless Chromium against the real api (an
+// unpaired install: no realtime, so the app must work over REST alone).
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { launch, colleague, withArtifacts, signIn, api, ADMIN, AGENT } from './harness.mjs';
+
+let browser;
+before(async () => { browser = await launch(); });
+after(async () => { await browser?.close(); });
+
+test('sign-in with the keyboard alone, then a wrong password keeps the e-mail', async () => {
+  const me = await colleague(browser, 'keyboard');
+  await withArtifacts('keyboard', [me], async () => {
+    const { page } = me;
+    await page.goto(process.env.TICKITI_WEB_URL + '/');
+    await page.getByRole('textbox', { name: 'Email' }).waitFor();
+    await page.keyboard.press('Tab');
+    // Tab until the e-mail field has focus (skip links may come first).
+    for (let i = 0; i < 5 && !(await page.getByRole('textbox', { name: 'Email' }).evaluate((e) => e === document.activeElement)); i++) {
+      await page.keyboard.press('Tab');
+    }
+    await page.keyboard.type(ADMIN.email);
+    await page.keyboard.press('Tab');
+    await page.keyboard.type('not the password');
+    await page.keyboard.press('Enter');
+    await page.getByRole('alert').waitFor();
+    assert.equal(await page.getByRole('textbox', { name: 'Email' }).inputValue(), ADMIN.email);
+    await page.getByLabel('Password').fill(ADMIN.password);
+    await page.keyboard.press('Enter');
+    await page.getByRole('table', { name: 'Tickets' }).waitFor();
+    assert.equal(await page.getByRole('status', { name: 'Connection' }).innerText(), 'Reconnecting…');
+    assert.deepEqual(me.errors(), []);
+  });
+  await me.context.close();
+});
+
+test('a reply shows in a colleague\'s browser over REST, and the ticket view is what the README shows', async () => {
+  const subject = 'Printer on fire'; // a fresh database each run: unique
+  const ticket = await api('POST', '/tickets', {
+    subject, priority: 'high',
+    contact: { email: 'carla@example.com', name: 'Carla Customer' },
+    message: 'Help, the printer in room 4 is on fire.',
+  });
+  const admin = await colleague(browser, 'admin');
+  const other = await colleague(browser, 'colleague');
+  await withArtifacts('reply', [admin, other], async () => {
+    await signIn(admin.page, ADMIN);
+    await signIn(other.page, AGENT);
+    for (const c of [admin, other]) {
+      await c.page.getByRole('link', { name: subject }).click();
+      await c.page.getByRole('heading', { level: 1, name: subject }).waitFor();
+    }
+    const conversation = (c) => c.page.getByLabel('Conversation').getByRole('article');
+    assert.equal(await conversation(other).count(), 1);
+
+    await admin.page.getByRole('textbox', { name: 'Reply' }).fill('We are sending the fire brigade.');
+    const sent = Date.now();
+    await admin.page.getByRole('button', { name: 'Send reply' }).click();
+    await conversation(admin).nth(1).waitFor();
+    // Without realtime the app refreshes by itself (every 5 s).
+    await conversation(other).filter({ hasText: 'fire brigade' }).waitFor({ timeout: 12_000 });
+    console.log(`reply seen by the colleague over REST after ${Date.now() - sent} ms`);
+
+    await admin.page.getByRole('combobox', { name: 'Status' }).selectOption('pending');
+    const stored = await api('GET', `/tickets/${ticket.id}`);
+    for (let i = 0; i < 20 && stored.status !== 'pending'; i++) {
+      await new Promise((r) => setTimeout(r, 250));
+      Object.assign(stored, await api('GET', `/tickets/${ticket.id}`));
+    }
+    assert.equal(stored.status, 'pending');
+    // The colleague's view follows (polling, again).
+    await other.page.waitForFunction(
+      () => [...document.querySelectorAll('select')].some((s) => s.value === 'pending'),
+      null, { timeout: 12_000 });
+    await admin.page.screenshot({ path: new URL('../../docs/screenshot-ticket.png', import.meta.url).pathname });
+    assert.deepEqual(admin.errors(), []);
+    assert.deepEqual(other.errors(), []);
+  });
+  await admin.context.close();
+  await other.context.close();
+});
+
+test('every admin screen opens, and the app fits a 390 px phone', async () => {
+  const me = await colleague(browser, 'admin-screens');
+  await withArtifacts('admin-screens', [me], async () => {
+    await signIn(me.page, ADMIN);
+    for (const name of ['Users', 'API tokens', 'Webhooks', 'Interventions', 'Realtime']) {
+      await me.page.getByRole('link', { name, exact: true }).click();
+      await me.page.getByRole('heading', { level: 1 }).waitFor();
+    }
+    await me.page.setViewportSize({ width: 390, height: 800 });
+    await me.page.goto(process.env.TICKITI_WEB_URL + '/');
+    await me.page.getByRole('table', { name: 'Tickets' }).waitFor();
+    const [scroll, width] = await me.page.evaluate(() => [document.documentElement.scrollWidth, window.innerWidth]);
+    assert.ok(scroll <= width, `no sideways scrolling at 390 px: ${scroll} > ${width}`);
+    await me.page.getByRole('button', { name: 'Sign out' }).click();
+    await me.page.getByRole('button', { name: 'Sign in' }).waitFor();
+    assert.deepEqual(me.errors(), []);
+  });
+  await me.context.close();
+});
