@@ -80,7 +80,7 @@ test('a reply shows in a colleague\'s browser over REST, and the ticket view is 
   await other.context.close();
 });
 
-test('every admin screen opens, and the app fits a 390 px phone', async () => {
+test('every admin screen opens, an admin adds a colleague, and the app fits a 390 px phone', async () => {
   const me = await colleague(browser, 'admin-screens');
   await withArtifacts('admin-screens', [me], async () => {
     await signIn(me.page, ADMIN);
@@ -88,6 +88,19 @@ test('every admin screen opens, and the app fits a 390 px phone', async () => {
       await me.page.getByRole('link', { name, exact: true }).click();
       await me.page.getByRole('heading', { level: 1 }).waitFor();
     }
+    // Add a colleague: a taken e-mail shows beside its field and keeps what was typed.
+    await me.page.getByRole('link', { name: 'Users', exact: true }).click();
+    const form = me.page.getByRole('region', { name: 'Add a user' });
+    await form.getByRole('textbox', { name: 'Name' }).fill('Ada Again');
+    await form.getByRole('textbox', { name: 'Email' }).fill(AGENT.email);
+    await form.getByLabel('First password').fill('another-password-1');
+    await form.getByRole('button', { name: 'Add user' }).click();
+    await form.getByRole('alert').filter({ hasText: /exists/ }).waitFor();
+    assert.equal(await form.getByRole('textbox', { name: 'Name' }).inputValue(), 'Ada Again');
+    await form.getByRole('textbox', { name: 'Email' }).fill('grace@example.com');
+    await form.getByRole('button', { name: 'Add user' }).click();
+    await me.page.getByRole('table', { name: 'Users' }).getByRole('cell', { name: 'grace@example.com' }).waitFor();
+
     await me.page.setViewportSize({ width: 390, height: 800 });
     await me.page.goto(process.env.TICKITI_WEB_URL + '/');
     await me.page.getByRole('table', { name: 'Tickets' }).waitFor();
@@ -95,7 +108,7 @@ test('every admin screen opens, and the app fits a 390 px phone', async () => {
     assert.ok(scroll <= width, `no sideways scrolling at 390 px: ${scroll} > ${width}`);
     await me.page.getByRole('button', { name: 'Sign out' }).click();
     await me.page.getByRole('button', { name: 'Sign in' }).waitFor();
-    assert.deepEqual(me.errors(), []);
+    assert.deepEqual(me.errors().filter((m) => !/409/.test(m.text)), []);
   });
   await me.context.close();
 });

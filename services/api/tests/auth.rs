@@ -264,3 +264,51 @@ async fn probes_are_not_rate_limited(db: PgPool) {
         assert_eq!(app.readyz().await, 200);
     }
 }
+
+/// An admin adds a colleague, who can then sign in; bad input and a taken
+/// e-mail are problems that store nothing; agents cannot add users.
+#[sqlx::test(migrator = "tickiti_store::MIGRATOR")]
+async fn an_admin_adds_a_user_who_can_sign_in(db: PgPool) {
+    let app = TestApp::spawn(db.clone()).await;
+    let org = app.org("Acme").await;
+    let users = || async {
+        sqlx::query_scalar::<_, i64>("SELECT count(*) FROM users")
+            .fetch_one(&db)
+            .await
+            .unwrap()
+    };
+    let body = json!({ "email": "grace@example.com", "name": "Grace", "password": "a long enough password" });
+    let created = app.post("/api/v1/users", &org.token, body.clone()).await;
+    assert_eq!(created.status, 201, "{}", created.body);
+    assert_eq!(created.body["role"], "agent");
+    assert!(created.body.get("password").is_none() && created.body.get("password_hash").is_none());
+    let (reply, _) = login(&app, "grace@example.com", "a long enough password").await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+
+    let before = users().await;
+    let taken = app.post("/api/v1/users", &org.token, body).await;
+    assert_eq!((taken.status, taken.code()), (409, "EMAIL_TAKEN"));
+    for bad in [
+        json!({ "email": "not-an-address", "name": "X", "password": "a long enough password" }),
+        json!({ "email": "x@example.com", "name": "X", "password": "short" }),
+        json!({ "email": "x@example.com", "name": "X", "password": "a long enough password", "role": "owner" }),
+        json!({ "email": "x@example.com", "name": "X", "password": "a long enough password", "colour": 1 }),
+    ] {
+        let reply = app.post("/api/v1/users", &org.token, bad.clone()).await;
+        assert_eq!(reply.status, 422, "{bad}: {}", reply.body);
+    }
+    let (_, _, agent) = app.user(&org, "Agent", Role::Agent, &[Ability::All]).await;
+    let refused = app
+        .post(
+            "/api/v1/users",
+            &agent,
+            json!({ "email": "y@example.com", "name": "Y", "password": "a long enough password" }),
+        )
+        .await;
+    assert_eq!(refused.status, 403);
+    assert_eq!(
+        users().await,
+        before + 1,
+        "only the test's own agent was added"
+    );
+}

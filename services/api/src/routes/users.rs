@@ -20,7 +20,7 @@ use crate::state::AppState;
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(get_me))
-        .routes(routes!(list_users))
+        .routes(routes!(list_users, create_user))
         .routes(routes!(update_user))
 }
 
@@ -143,6 +143,50 @@ pub async fn list_users(
     let mut conn = state.db.acquire().await?;
     let page = users::list(&mut conn, principal.org(), after, query.limit).await?;
     Ok(axum::Json(ListOut::from_page(page, UserOut::from)))
+}
+
+/// A new colleague, added by an admin.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UserIn {
+    /// Their sign-in e-mail, unique across the install.
+    pub email: String,
+    /// Display name.
+    pub name: String,
+    /// Their first password (at least 8 characters); they sign in with it.
+    pub password: String,
+    /// `agent` (the default) or `admin`.
+    pub role: Option<Role>,
+}
+
+/// Add a user to the caller's organization (ability `admin`). The password
+/// is stored as an argon2id hash only.
+#[utoipa::path(post, path = "/users", tag = "users", request_body = UserIn,
+    responses((status = 201, body = UserOut), (status = 403, body = crate::http::error::Problem),
+              (status = 409, description = "EMAIL_TAKEN", body = crate::http::error::Problem),
+              (status = 422, body = crate::http::error::Problem)),
+    security(("bearer" = []), ("session" = [])))]
+#[tracing::instrument(skip_all)]
+pub async fn create_user(
+    State(state): State<AppState>,
+    principal: Principal,
+    Json(input): Json<UserIn>,
+) -> ApiResult<(axum::http::StatusCode, axum::Json<UserOut>)> {
+    principal.require(Ability::Admin)?;
+    let id = crate::admin::create_user(
+        &state.db,
+        principal.org(),
+        &input.email,
+        &input.name,
+        &input.password,
+        input.role.unwrap_or(Role::Agent),
+    )
+    .await?;
+    let mut conn = state.db.acquire().await?;
+    let user = users::get(&mut conn, principal.org(), id)
+        .await?
+        .ok_or_else(|| ApiError::not_found(NOT_FOUND, "user"))?;
+    Ok((axum::http::StatusCode::CREATED, axum::Json(user.into())))
 }
 
 /// Change a user: one's own name and notification flag, or (ability

@@ -1,16 +1,37 @@
-// Admin: the organization's users. The api lists and changes users (role,
-// quiet notifications); it has no endpoint to create one yet, so the page
-// says how to, with the admin command line.
+// Admin: the organization's users: add a colleague (POST /users), change a
+// role or the quiet-notifications flag. Errors show beside their field and
+// what was typed stays.
 
 import { html, useState, useEffect } from '../../html.js';
 import * as api from '../../api.js';
 import { update, state, announce } from '../../store.js';
-import { Alert, Time, useLoad } from '../components.js';
+import { Alert, Select, TextField, Time, useLoad, fieldError, formError } from '../components.js';
 
 export function AdminUsers() {
   const users = useLoad(() => api.getAll('/users'), []);
   const [errors, setErrors] = useState({});
   useEffect(() => { document.title = 'Users · Tickiti'; }, []);
+  const [draft, setDraft] = useState({ name: '', email: '', password: '', role: 'agent' });
+  const [addError, setAddError] = useState(null);
+  const [adding, setAdding] = useState(false);
+  const set = (field) => (value) => setDraft((d) => ({ ...d, [field]: value }));
+
+  async function add(event) {
+    event.preventDefault();
+    setAddError(null);
+    setAdding(true);
+    try {
+      const user = await api.post('/users', draft);
+      users.setData((list) => [...(list || []), user]);
+      update({ users: [...state.users, user] });
+      setDraft({ name: '', email: '', password: '', role: 'agent' });
+      announce(`${user.name} added`);
+    } catch (failure) {
+      setAddError(failure);
+    } finally {
+      setAdding(false);
+    }
+  }
 
   async function change(user, body, what) {
     setErrors((e) => ({ ...e, [user.id]: null }));
@@ -27,7 +48,19 @@ export function AdminUsers() {
 
   return html`<div class="page">
     <div class="page-head"><h1>Users</h1></div>
-    <p class="muted">New users are added on the server: <code>tickiti-api admin create-user --org ORG_ID --email EMAIL --name NAME --password PW [--role admin|agent]</code>.</p>
+    <section class="panel" aria-labelledby="new-user-title">
+      <h2 id="new-user-title" class="panel-title">Add a user</h2>
+      <form class="stack" onSubmit=${add}>
+        <${TextField} label="Name" value=${draft.name} onInput=${set('name')} error=${fieldError(addError, 'name')} maxlength="200" required />
+        <${TextField} label="Email" type="email" value=${draft.email} onInput=${set('email')} error=${fieldError(addError, 'email')} autocomplete="off" required />
+        <${TextField} label="First password" type="password" value=${draft.password} onInput=${set('password')}
+          error=${fieldError(addError, 'password')} hint="At least 8 characters; tell it to them in person." autocomplete="new-password" required />
+        <${Select} label="Role" value=${draft.role} onChange=${set('role')} error=${fieldError(addError, 'role')}
+          options=${[['agent', 'Agent'], ['admin', 'Admin']]} />
+        <div><button type="submit" class="btn primary" disabled=${adding}>Add user</button></div>
+        <${Alert} error=${formError(addError, ['name', 'email', 'password', 'role'])} />
+      </form>
+    </section>
     <${Alert} error=${users.error} />
     ${!users.data && !users.error && html`<p class="muted">Loading users…</p>`}
     ${users.data && html`<div class="table-wrap"><table class="data" aria-label="Users">
