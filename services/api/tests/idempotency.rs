@@ -113,3 +113,43 @@ async fn concurrent_requests_with_one_key_create_one_ticket(db: PgPool) {
         .collect();
     assert_eq!(ids.len(), 1, "replays carry the same ticket");
 }
+
+/// A new token's secret is shown once, and a replay of its creation shows it
+/// again, but the idempotency table never holds it in plain text (before the
+/// fix only webhook secrets were sealed there; tokens, pairing pins and
+/// realtime tickets were stored as they were).
+#[sqlx::test(migrator = "tickiti_store::MIGRATOR")]
+async fn stored_answers_never_hold_a_secret_in_plain_text(db: PgPool) {
+    let app = TestApp::spawn(db.clone()).await;
+    let org = app.org("Acme").await;
+    let body = json!({ "name": "deploy", "abilities": ["tickets:read"] });
+    let first = app
+        .post_with_key("/api/v1/tokens", &org.token, "token-once", body.clone())
+        .await;
+    assert_eq!(first.status, 201, "{}", first.body);
+    let secret = first.body["token"].as_str().unwrap().to_owned();
+    assert!(secret.starts_with("tkt_"));
+    let again = app
+        .post_with_key("/api/v1/tokens", &org.token, "token-once", body)
+        .await;
+    assert_eq!(again.status, 201);
+    assert_eq!(again.header("idempotent-replayed"), Some("true"));
+    assert_eq!(
+        again.body["token"],
+        secret.as_str(),
+        "the replay shows the same token"
+    );
+    assert_eq!(again.header("cache-control"), Some("no-store"));
+    let stored: Vec<Vec<u8>> = sqlx::query_scalar(
+        "SELECT response_body FROM idempotency_keys WHERE response_body IS NOT NULL",
+    )
+    .fetch_all(&db)
+    .await
+    .unwrap();
+    assert_eq!(stored.len(), 1);
+    let needle = secret.as_bytes();
+    assert!(
+        !stored[0].windows(needle.len()).any(|w| w == needle),
+        "the secret is stored in plain text"
+    );
+}

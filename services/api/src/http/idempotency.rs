@@ -121,21 +121,14 @@ async fn run(state: AppState, req: Request, next: Next) -> Result<Response, Resp
         // Nothing was done (handlers roll back on error): let the client retry with the same key.
         release(&state, &scope).await;
     } else {
-        // An answer that shows a secret once (`Cache-Control: no-store`, e.g.
-        // a new webhook's secret) is kept sealed under the master key, so the
-        // idempotency table never holds the plaintext. A JSON body never
-        // starts with the sealed format's version byte, which tells them apart.
-        let no_store = parts
-            .headers
-            .get(header::CACHE_CONTROL)
-            .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"no-store"));
+        // Answers are kept sealed under the master key: some show a secret
+        // once (a new token, webhook secret, pairing pin or realtime
+        // ticket), and the idempotency table must never hold one in plain
+        // text. A JSON body never starts with the sealed format's version
+        // byte, which tells rows stored before this apart on replay.
         let stored = StoredResponse {
             status: parts.status.as_u16(),
-            body: if no_store {
-                state.secrets.seal(&bytes)
-            } else {
-                bytes.to_vec()
-            },
+            body: state.secrets.seal(&bytes),
             content_type: parts
                 .headers
                 .get(header::CONTENT_TYPE)
