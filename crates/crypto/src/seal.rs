@@ -31,10 +31,22 @@ const PUBLIC_KEYS: [[u8; 32]; 3] = [
     [0; 32],
 ];
 
+/// The master key a process runs with (see [`resolve_master_key`]), warning
+/// loudly when it is a public one: the one call every service makes.
+pub fn master_key(encoded: Option<&str>, production: bool) -> Result<[u8; 32], String> {
+    let (key, public) = resolve_master_key(encoded, production)?;
+    if public {
+        tracing::warn!(
+            "TICKITI_MASTER_KEY is not set or publicly known: stored secrets are NOT protected"
+        );
+    }
+    Ok(key)
+}
+
 /// The master key a process runs with, from `TICKITI_MASTER_KEY` (unset or
 /// empty: none). In production a key is required and a publicly known one
 /// is refused; in development none means [`DEVELOPMENT_KEY`]. The flag says
-/// the key is public (the caller warns loudly).
+/// the key is public.
 pub fn resolve_master_key(
     encoded: Option<&str>,
     production: bool,

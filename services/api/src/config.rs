@@ -149,17 +149,11 @@ impl Config {
     /// Checks the settings that cannot be checked one by one; returns the
     /// master key's bytes.
     pub fn master_key_bytes(&self) -> anyhow::Result<[u8; 32]> {
-        let (key, public) = tickiti_crypto::seal::resolve_master_key(
+        tickiti_crypto::seal::master_key(
             self.master_key.as_deref(),
             self.environment == Environment::Production,
         )
-        .map_err(anyhow::Error::msg)?;
-        if public {
-            tracing::warn!(
-                "TICKITI_MASTER_KEY is not set or publicly known: stored secrets are NOT protected"
-            );
-        }
-        Ok(key)
+        .map_err(anyhow::Error::msg)
     }
 
     /// Whether session cookies must be `Secure` (HTTPS only).
