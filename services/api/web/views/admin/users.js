@@ -70,7 +70,7 @@ export function AdminUsers() {
         ${users.data.map((u) => html`<tr key=${u.id}>
           <td>${u.name}${u.id === state.user?.id ? html` <span class="muted small">(you)</span>` : ''}</td>
           <td class="break">${u.email}</td>
-          <td>
+          <td data-label="Role">
             <select aria-label=${`Role of ${u.name}`} value=${u.role}
               onChange=${(e) => change(u, { role: e.currentTarget.value }, 'Role')}>
               <option value="agent" selected=${u.role === 'agent'}>Agent</option>
@@ -78,7 +78,7 @@ export function AdminUsers() {
             </select>
             <${Alert} error=${errors[u.id]} />
           </td>
-          <td>
+          <td data-label="Quiet notifications">
             <input type="checkbox" aria-label=${`Quiet notifications for ${u.name}`} checked=${u.realtime_notifications}
               onChange=${(e) => change(u, { realtime_notifications: e.currentTarget.checked }, 'Notification setting')} />
           </td>
