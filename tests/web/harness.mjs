@@ -2,7 +2,10 @@
 // playwright-core, one context per colleague, and a record of everything the
 // page reports, so a test can assert "no console errors" and a failure
 // leaves a screenshot and the page's console in tests/web/artifacts/.
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { spawn, execFile } from 'node:child_process';
+import { connect } from 'node:net';
+import { promisify } from 'node:util';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { chromium } from 'playwright-core';
 
 export const BASE = process.env.TICKITI_WEB_URL;
@@ -78,4 +81,89 @@ export async function api(method, path, body) {
   const text = await response.text();
   if (!response.ok) throw new Error(`${method} ${path}: ${response.status} ${text}`);
   return text ? JSON.parse(text) : null;
+}
+
+// --- the realtime service ----------------------------------------------------
+// scripts/test-web gives its binary, database and addresses; the api already
+// points at them, so while it is stopped the app sees an unreachable realtime.
+
+const REALTIME_ENV = {
+  ...process.env,
+  DATABASE_URL: process.env.TICKITI_WEB_REALTIME_DATABASE_URL,
+  REALTIME_LISTEN: process.env.TICKITI_WEB_REALTIME_LISTEN,
+  REALTIME_ADMIN_LISTEN: process.env.TICKITI_WEB_REALTIME_ADMIN_LISTEN,
+};
+
+function portOpen(address) {
+  const [host, port] = address.split(':');
+  return new Promise((resolve) => {
+    const socket = connect({ host, port: Number(port) }, () => { socket.end(); resolve(true); });
+    socket.on('error', () => resolve(false));
+  });
+}
+
+/** Polls `check` every 50 ms until it is truthy (or throws after `ms`). */
+export async function until(what, check, ms = 15_000) {
+  const deadline = Date.now() + ms;
+  for (;;) {
+    const got = await check();
+    if (got) return got;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+/** A running tickiti-realtime process; its output is kept for a failure's report. */
+export async function startRealtime() {
+  const child = spawn(process.env.TICKITI_WEB_REALTIME_BIN, [], { env: REALTIME_ENV, stdio: ['ignore', 'pipe', 'pipe'] });
+  const output = [];
+  for (const stream of [child.stdout, child.stderr]) stream.on('data', (d) => output.push(d.toString()));
+  const exited = new Promise((resolve) => child.on('exit', resolve));
+  await until('tickiti-realtime to listen', async () => {
+    if (child.exitCode !== null) throw new Error(`tickiti-realtime exited: ${output.join('')}`);
+    return (await portOpen(REALTIME_ENV.REALTIME_LISTEN)) && portOpen(REALTIME_ENV.REALTIME_ADMIN_LISTEN);
+  });
+  return {
+    output,
+    /** Stops it as an operator would (SIGTERM) and waits for the exit. */
+    async stop() {
+      if (child.exitCode === null) child.kill('SIGTERM');
+      await exited;
+    },
+  };
+}
+
+/** Pairs the running realtime service as the README says: start, `pair PIN`, bound. */
+export async function pairRealtime() {
+  const current = await api('GET', '/realtime/registration');
+  if (current.status === 'bound') return;
+  const { pin } = await api('POST', '/realtime/registration', {});
+  await promisify(execFile)(process.env.TICKITI_WEB_REALTIME_BIN, ['pair', pin], { env: REALTIME_ENV });
+  await until('the api to see the pairing bound',
+    async () => (await api('GET', '/realtime/registration')).status === 'bound');
+}
+
+/** Ends any pairing, so the app runs over REST alone. */
+export async function unpairRealtime() {
+  const current = await api('GET', '/realtime/registration');
+  if (current.status !== 'unbound') await api('DELETE', '/realtime/registration');
+}
+
+/** Waits until the page's Connection status reads `text`. */
+export async function connection(page, text, timeout = 30_000) {
+  await page.getByRole('status', { name: 'Connection' }).filter({ hasText: text }).waitFor({ timeout });
+}
+
+// --- accessibility -----------------------------------------------------------
+
+const AXE = readFileSync(new URL('./node_modules/axe-core/axe.min.js', import.meta.url), 'utf8');
+
+/** axe-core's serious and critical violations on the page as it stands now. */
+export async function seriousViolations(page) {
+  // evaluate() runs beside the page's CSP, so axe needs no inline script.
+  await page.evaluate(AXE);
+  const { violations } = await page.evaluate(() => window.axe.run(document, { resultTypes: ['violations'] }));
+  return violations
+    .filter((v) => v.impact === 'serious' || v.impact === 'critical')
+    .map((v) => ({ rule: v.id, impact: v.impact, help: v.help, where: v.nodes.slice(0, 8).map((n) => n.target.join(' ')) }));
 }

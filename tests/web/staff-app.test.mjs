@@ -2,7 +2,7 @@
 // unpaired install: no realtime, so the app must work over REST alone).
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { launch, colleague, withArtifacts, signIn, api, ADMIN, AGENT } from './harness.mjs';
+import { launch, colleague, withArtifacts, signIn, api, seriousViolations, ADMIN, AGENT, BASE } from './harness.mjs';
 
 let browser;
 before(async () => { browser = await launch(); });
@@ -109,6 +109,64 @@ test('every admin screen opens, an admin adds a colleague, and the app fits a 39
     await me.page.getByRole('button', { name: 'Sign out' }).click();
     await me.page.getByRole('button', { name: 'Sign in' }).waitFor();
     assert.deepEqual(me.errors().filter((m) => !/409/.test(m.text)), []);
+  });
+  await me.context.close();
+});
+
+test('axe-core finds no serious or critical violation on any screen, light or dark', async () => {
+  const ticket = await api('POST', '/tickets', {
+    subject: 'Screen reader check', contact: { email: 'carla@example.com' }, message: 'A message to show.',
+  });
+  for (const scheme of ['light', 'dark']) {
+    const me = await colleague(browser, `axe-${scheme}`);
+    await me.page.emulateMedia({ colorScheme: scheme });
+    await withArtifacts(`axe-${scheme}`, [me], async () => {
+      const found = {};
+      const check = async (screen) => {
+        const violations = await seriousViolations(me.page);
+        if (violations.length) found[screen] = violations;
+      };
+      await me.page.goto(BASE + '/');
+      await me.page.getByRole('button', { name: 'Sign in' }).waitFor();
+      await check('sign-in');
+      await signIn(me.page, ADMIN);
+      await check('ticket list');
+      await me.page.getByRole('link', { name: 'Screen reader check' }).click();
+      await me.page.getByRole('heading', { level: 1, name: 'Screen reader check' }).waitFor();
+      await me.page.getByLabel('Conversation').getByRole('article').first().waitFor();
+      await check('ticket view');
+      await me.page.getByRole('link', { name: /^Mentions/ }).click();
+      await me.page.getByRole('heading', { level: 1 }).waitFor();
+      await check('mentions');
+      for (const name of ['Users', 'API tokens', 'Webhooks', 'Interventions', 'Realtime']) {
+        await me.page.getByRole('link', { name, exact: true }).click();
+        await me.page.getByRole('heading', { level: 1, name: new RegExp(name, 'i') }).waitFor();
+        await check(name);
+      }
+      assert.deepEqual(found, {}, `serious or critical violations (${scheme}): ${JSON.stringify(found, null, 2)}`);
+      assert.ok(ticket.id);
+    });
+    await me.context.close();
+  }
+});
+
+test('the API reference at /api/docs renders the generated document from this origin alone', async () => {
+  const me = await colleague(browser, 'api-docs');
+  await withArtifacts('api-docs', [me], async () => {
+    const foreign = [];
+    me.page.on('request', (r) => { if (!r.url().startsWith(BASE)) foreign.push(r.url()); });
+    await me.page.goto(BASE + '/api/docs');
+    // An operation of the document, rendered by the vendored viewer.
+    await me.page.getByText('/api/v1/tickets/{id}/messages').first().waitFor();
+    await me.page.getByRole('heading', { name: /Tickiti API/ }).first().waitFor();
+    assert.deepEqual(foreign, [], 'no request leaves this origin');
+    assert.deepEqual(me.errors(), []);
+    assert.deepEqual(await seriousViolations(me.page), [], 'the list of operations');
+    // One operation opened: its parameters, bodies and answers.
+    await me.page.getByRole('button', { name: /POST \/api\/v1\/tickets\/\{id\}\/messages/ }).first().click();
+    await me.page.getByText('Request body').first().waitFor();
+    assert.deepEqual(await seriousViolations(me.page), [], 'an opened operation');
+    assert.deepEqual(me.errors(), []);
   });
   await me.context.close();
 });

@@ -22,7 +22,7 @@ use crate::web::{self, WebApp};
 
 /// The router and the OpenAPI document generated from it.
 pub fn router(state: AppState) -> (Router, utoipa::openapi::OpenApi) {
-    let (api, openapi) = OpenApiRouter::new()
+    let (api, openapi) = OpenApiRouter::with_openapi(routes::openapi())
         .nest("/api/v1", routes::api_v1())
         .route_layer(from_fn_with_state(state.clone(), idempotency::idempotency))
         .split_for_parts();

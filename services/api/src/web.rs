@@ -10,7 +10,8 @@
 //! request is for: `GET`/`HEAD` of anything but the API's own paths is the
 //! app. A path with a file extension is a file (404 when there is none); any
 //! other path is one of the app's screens (`/tickets/…`), which
-//! `index.html` routes in the browser.
+//! `index.html` routes in the browser. `/api/docs` is the API reference
+//! (Swagger UI, vendored, over the generated OpenAPI document).
 
 use axum::extract::{Request, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
@@ -62,9 +63,13 @@ fn content_security_policy(realtime_origin: Option<&str>) -> String {
     )
 }
 
+/// The API reference's page, served by this layer although it is under `/api/`.
+const API_DOCS: &str = "/api/docs";
+
 /// Paths the API answers; everything else a browser GETs is the app.
 fn is_api_path(path: &str) -> bool {
-    path.starts_with("/api/") || matches!(path, "/api" | "/healthz" | "/readyz" | "/metrics")
+    (path.starts_with("/api/") && path.trim_end_matches('/') != API_DOCS)
+        || matches!(path, "/api" | "/healthz" | "/readyz" | "/metrics")
 }
 
 /// The layer: the app's files and screens, or on to the API.
@@ -76,6 +81,8 @@ pub async fn serve(State(app): State<WebApp>, req: Request, next: Next) -> Respo
     let name = path.trim_start_matches('/');
     let file = if name.is_empty() {
         Files::get("index.html")
+    } else if path.trim_end_matches('/') == API_DOCS {
+        Files::get("docs/index.html")
     } else {
         match Files::get(name) {
             Some(file) => Some(file),
@@ -153,6 +160,9 @@ mod tests {
         assert!(is_api_path("/healthz"));
         assert!(!is_api_path("/tickets/123"));
         assert!(!is_api_path("/apis"));
+        assert!(!is_api_path("/api/docs"));
+        assert!(!is_api_path("/api/docs/"));
+        assert!(is_api_path("/api/docs/x"));
     }
 
     #[test]

@@ -78,3 +78,41 @@ async fn the_app_is_served_with_a_strict_policy(db: PgPool) {
     let post = app.client.post(app.url("/tickets")).send().await.unwrap();
     assert_eq!(post.status(), 404);
 }
+
+#[sqlx::test(migrator = "tickiti_store::MIGRATOR")]
+async fn the_api_reference_is_served_with_its_viewer_and_no_cdn(db: PgPool) {
+    let app = TestApp::spawn(db).await;
+    let get = |path: &str| app.client.get(app.url(path)).send();
+
+    let docs = get("/api/docs").await.unwrap();
+    assert_eq!(docs.status(), 200);
+    let csp = docs.headers()["content-security-policy"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(!csp.contains("unsafe-"), "{csp}");
+    let page = docs.text().await.unwrap();
+    assert!(page.contains("/api/v1/openapi.json"), "{page}");
+    // Everything the page loads comes from this origin.
+    assert!(!page.contains("https://"), "{page}");
+    for asset in [
+        "/vendor/swagger-ui/swagger-ui-bundle.js",
+        "/vendor/swagger-ui/swagger-ui.css",
+        "/docs/docs.js",
+    ] {
+        assert!(page.contains(asset), "{asset} in {page}");
+        assert_eq!(get(asset).await.unwrap().status(), 200, "{asset}");
+    }
+    // The document it renders is public, like the page.
+    let spec = get("/api/v1/openapi.json").await.unwrap();
+    assert_eq!(spec.status(), 200);
+    let spec: serde_json::Value = spec.json().await.unwrap();
+    assert_eq!(spec["info"]["title"], "Tickiti API", "{}", spec["info"]);
+    assert_eq!(spec["info"]["license"]["name"], "AGPL-3.0-or-later");
+    for scheme in ["bearer", "session"] {
+        assert!(
+            spec["components"]["securitySchemes"][scheme].is_object(),
+            "{scheme}"
+        );
+    }
+}

@@ -235,6 +235,22 @@ struct LockData<'a> {
     expires_at: String,
 }
 
+impl<'a> LockData<'a> {
+    fn of(lock: &'a Lock) -> Self {
+        Self {
+            ticket_id: lock.ticket_id,
+            user: &lock.user,
+            expires_at: rfc3339_ms(lock.expires_at_ms),
+        }
+    }
+}
+
+/// `lock.acquired` for a lock held before the socket joined (no offset).
+fn held_lock_frame(held: &Lock) -> String {
+    serde_json::json!({ "type": "event", "event": "lock.acquired", "data": LockData::of(held) })
+        .to_string()
+}
+
 impl Hub {
     /// An empty hub for the process `node`.
     pub fn new(node: String, ring_limits: RingLimits) -> Self {
@@ -359,6 +375,15 @@ impl Hub {
                     }
                 }
             }
+            // A tab that opens while a colleague types is told who holds
+            // what: these frames carry no offset (they are not in the ring).
+            // The lock table is taken inside the org's mutex, never the other
+            // way round, so no claim falls between this and the insert below.
+            if peer.sees(&Audience::Scope(tickiti_crypto::realtime::scope::TICKETS)) {
+                for held in lock(&self.locks).of_org(org_id, now_ms()) {
+                    peer.send(&Utf8Bytes::from(held_lock_frame(&held)));
+                }
+            }
         }
         state.peers.insert(id, peer.clone());
         state.empty_since = None;
@@ -467,15 +492,10 @@ impl Hub {
                 LockChange::Acquired(lock) => ("lock.acquired", lock),
                 LockChange::Released(lock) => ("lock.released", lock),
             };
-            let data = LockData {
-                ticket_id: lock.ticket_id,
-                user: &lock.user,
-                expires_at: rfc3339_ms(lock.expires_at_ms),
-            };
             self.broadcast(
                 lock.org,
                 event,
-                &data,
+                &LockData::of(lock),
                 Audience::Scope(tickiti_crypto::realtime::scope::TICKETS),
             );
         }

@@ -180,6 +180,15 @@ impl LockTable {
             .collect()
     }
 
+    /// The live locks of an organization at `now_ms`, for a socket that joins.
+    pub fn of_org(&self, org: Uuid, now_ms: i64) -> Vec<Lock> {
+        self.locks
+            .values()
+            .filter(|lock| lock.org == org && lock.expires_at_ms > now_ms)
+            .cloned()
+            .collect()
+    }
+
     /// The tickets whose lock the socket `conn` holds now.
     pub fn held_by_conn(&self, conn: &str) -> Vec<Lock> {
         self.locks

@@ -475,6 +475,42 @@ async fn locks_are_shared_between_processes(db: PgPool) {
 }
 
 #[sqlx::test(migrator = "tickiti_store::MIGRATOR")]
+async fn a_socket_that_joins_is_told_the_locks_already_held(db: PgPool) {
+    let (stack, org) = Stack::paired(db.clone(), |_| {}).await;
+    let (nathan_id, _, nathan) = stack
+        .app
+        .user(&org, "Nathan", Role::Agent, &[Ability::All])
+        .await;
+    let (_, _, olga) = stack
+        .app
+        .user(&org, "Olga", Role::Agent, &[Ability::All])
+        .await;
+    let (mut n, _) = stack.client(&nathan).await;
+    let ticket = Uuid::now_v7();
+    n.send(json!({ "type": "lock", "ticket_id": ticket })).await;
+    n.event("lock.acquired").await;
+
+    // Olga opens her tab while Nathan types: right after her welcome.
+    let (mut o, _) = stack.client(&olga).await;
+    let held = o.event("lock.acquired").await;
+    assert_eq!(held["data"]["ticket_id"], json!(ticket));
+    assert_eq!(held["data"]["user"]["id"], json!(nathan_id));
+    assert!(held["data"]["expires_at"].is_string());
+    assert!(held.get("offset").is_none(), "not a ring frame: {held}");
+
+    // Once released, a new tab is told nothing.
+    n.send(json!({ "type": "unlock", "ticket_id": ticket }))
+        .await;
+    o.event("lock.released").await;
+    let (mut late, _) = stack.client(&olga).await;
+    let frames = late.drain(QUIET).await;
+    assert!(
+        !frames.iter().any(|f| f["event"] == "lock.acquired"),
+        "{frames:?}"
+    );
+}
+
+#[sqlx::test(migrator = "tickiti_store::MIGRATOR")]
 async fn shutdown_closes_sockets_with_1001(db: PgPool) {
     let (stack, org) = Stack::paired(db, |_| {}).await;
     let (mut client, _) = stack.client(&org.token).await;

@@ -56,9 +56,16 @@ impl utoipa::Modify for Security {
     }
 }
 
-/// Every `/api/v1` route, with the OpenAPI document describing them.
+/// The document's fixed parts (title, licence, security schemes): the
+/// outermost router starts from these, since nesting keeps only paths and
+/// components of the inner one.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    ApiDoc::openapi()
+}
+
+/// Every `/api/v1` route, each described in the OpenAPI document.
 pub fn api_v1() -> OpenApiRouter<AppState> {
-    OpenApiRouter::with_openapi(ApiDoc::openapi())
+    OpenApiRouter::new()
         .merge(auth::router())
         .merge(tickets::router())
         .merge(messages::router())
