@@ -10,6 +10,7 @@ pub mod audit;
 pub mod contacts;
 pub mod idempotency;
 pub mod interventions;
+pub mod login_attempts;
 pub mod mentions;
 pub mod messages;
 pub mod organizations;

@@ -81,6 +81,7 @@ pub fn test_config(prefix: &str) -> Config {
         rate_limit: RateLimit::Off,
         database_max_connections: 10,
         realtime: Default::default(),
+        access: Default::default(),
     }
 }
 

@@ -140,7 +140,7 @@ pub fn serve_with(
 }
 
 /// Periodic clean-up: expired sessions, old idempotency keys, published
-/// outbox rows, idle rate-limit buckets.
+/// outbox rows, old sign-in attempts, idle rate-limit buckets.
 async fn housekeeping(state: AppState, shutdown: CancellationToken) {
     let mut tick = tokio::time::interval(Duration::from_secs(60));
     loop {
@@ -154,6 +154,8 @@ async fn housekeeping(state: AppState, shutdown: CancellationToken) {
             tickiti_store::sessions::prune_expired(&mut conn).await?;
             tickiti_store::idempotency::prune(&mut conn).await?;
             tickiti_store::outbox::prune_published(&mut conn, 24).await?;
+            tickiti_store::login_attempts::prune(&mut conn, crate::http::sign_in::WINDOW_SECS)
+                .await?;
             Ok::<_, tickiti_store::StoreError>(())
         };
         if let Err(error) = pruned.await {

@@ -50,6 +50,44 @@ pub struct Config {
     /// Where the realtime service is (CONTRACT §5).
     #[command(flatten)]
     pub realtime: RealtimeConfig,
+    /// Who the client is behind proxies, and how sign-ins are bounded.
+    #[command(flatten)]
+    pub access: AccessConfig,
+}
+
+/// Client addresses and sign-in bounds.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct AccessConfig {
+    /// Proxies whose `X-Forwarded-For` is believed (comma-separated
+    /// addresses or CIDR ranges, e.g. `10.0.0.0/8,::1`). Empty: the peer
+    /// address is the client.
+    #[arg(long, env = "TRUSTED_PROXIES", default_value = "", value_parser = parse_proxies)]
+    pub trusted_proxies: TrustedProxies,
+    /// Password checks run at once (each takes about 19 MiB); 0: one per CPU.
+    /// Sign-ins beyond this wait up to 2 s, then answer 503.
+    #[arg(long, env = "LOGIN_HASH_CONCURRENCY", default_value_t = 0)]
+    pub login_hash_concurrency: usize,
+}
+
+/// The reverse proxies in front of the api.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TrustedProxies(pub Vec<ipnet::IpNet>);
+
+/// Comma-separated addresses (single hosts) or CIDR ranges; empty: none.
+pub fn parse_proxies(text: &str) -> Result<TrustedProxies, String> {
+    let nets = text
+        .split(',')
+        .map(str::trim)
+        .filter(|item| !item.is_empty())
+        .map(|item| {
+            item.parse::<ipnet::IpNet>()
+                .or_else(|_| item.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+                .map_err(|_| {
+                    format!("{item:?}: expected an IP address or a CIDR range such as 10.0.0.0/8")
+                })
+        })
+        .collect::<Result<_, _>>()?;
+    Ok(TrustedProxies(nets))
 }
 
 /// The realtime service as the api sees it (CONTRACT §1, §5).
@@ -179,5 +217,16 @@ mod tests {
         assert!(parse_rate_limit("0/min").is_err());
         assert!(parse_rate_limit("10/fortnight").is_err());
         assert!(parse_rate_limit("ten").is_err());
+    }
+
+    #[test]
+    fn trusted_proxies() {
+        assert_eq!(parse_proxies(""), Ok(TrustedProxies::default()));
+        assert_eq!(parse_proxies(" , "), Ok(TrustedProxies::default()));
+        let parsed = parse_proxies("10.0.0.0/8, ::1,192.0.2.7").unwrap_or_default();
+        let shown: Vec<String> = parsed.0.iter().map(ToString::to_string).collect();
+        assert_eq!(shown, ["10.0.0.0/8", "::1/128", "192.0.2.7/32"]);
+        assert!(parse_proxies("10.0.0.0/33").is_err());
+        assert!(parse_proxies("proxy.internal").is_err());
     }
 }

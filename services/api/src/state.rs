@@ -8,7 +8,8 @@ use tickiti_crypto::SecretBox;
 use tokio::sync::Notify;
 
 use crate::config::{Config, WebhookConfig};
-use crate::http::guard::{LoginThrottle, RateLimiter};
+use crate::http::guard::RateLimiter;
+use crate::http::sign_in::PasswordChecks;
 
 /// Shared application state (cheap to clone).
 #[derive(Clone)]
@@ -19,10 +20,10 @@ pub struct AppState {
     pub bus: Bus,
     /// Settings.
     pub config: Arc<Config>,
-    /// Per-token / per-IP request budget.
+    /// Per-caller request budget (its token or user, else its address).
     pub rate_limiter: Arc<RateLimiter>,
-    /// Slows down repeated failed logins.
-    pub login_throttle: Arc<LoginThrottle>,
+    /// Caps the password checks of sign-ins running at once.
+    pub password_checks: Arc<PasswordChecks>,
     /// Rung after a commit that wrote events, to wake this process's outbox relay.
     pub outbox_signal: Arc<Notify>,
     /// Seals and opens stored secrets (webhook secrets) under the master key.
@@ -41,12 +42,13 @@ impl AppState {
         webhooks: WebhookConfig,
     ) -> Self {
         let rate_limiter = Arc::new(RateLimiter::new(config.rate_limit));
+        let password_checks = Arc::new(PasswordChecks::new(config.access.login_hash_concurrency));
         Self {
             db,
             bus,
             config: Arc::new(config),
             rate_limiter,
-            login_throttle: Arc::new(LoginThrottle::default()),
+            password_checks,
             outbox_signal: Arc::new(Notify::new()),
             secrets: Arc::new(SecretBox::new(master_key)),
             webhooks: Arc::new(webhooks),

@@ -312,3 +312,197 @@ async fn an_admin_adds_a_user_who_can_sign_in(db: PgPool) {
         "only the test's own agent was added"
     );
 }
+
+/// 400 sign-ins at once (half for a real address, half for unknown ones):
+/// every answer is a refusal the client can act on, never a 500. Before the
+/// fix each attempt held a pooled connection through its password hash, the
+/// pool ran dry and the rest answered 500.
+#[sqlx::test(migrator = "tickiti_store::MIGRATOR")]
+async fn a_flood_of_logins_gets_401_429_or_503_never_500(db: PgPool) {
+    // The pool the binary makes (its size and acquire timeout), not the test's.
+    let pool = tickiti_store::connect(&tickiti_testkit::database_url(&db), 10)
+        .await
+        .unwrap();
+    let app = TestApp::spawn(pool).await;
+    let org = app.org("Acme").await;
+    let started = std::time::Instant::now();
+    let mut flood = tokio::task::JoinSet::new();
+    for i in 0..400 {
+        let client = reqwest::Client::new();
+        let url = app.url("/api/v1/auth/login");
+        let email = if i % 2 == 0 {
+            org.admin_email.clone()
+        } else {
+            format!("nobody{i}@example.com")
+        };
+        flood.spawn(async move {
+            let response = client
+                .post(url)
+                .json(&json!({ "email": email, "password": "not the password" }))
+                .send()
+                .await
+                .unwrap();
+            let status = response.status().as_u16();
+            let retry_after = response.headers().contains_key("retry-after");
+            (status, retry_after)
+        });
+    }
+    let mut statuses = std::collections::BTreeMap::<u16, usize>::new();
+    while let Some(joined) = flood.join_next().await {
+        let (status, retry_after) = joined.unwrap();
+        *statuses.entry(status).or_default() += 1;
+        if status == 429 || status == 503 {
+            assert!(retry_after, "{status} without Retry-After");
+        }
+    }
+    assert!(
+        statuses.keys().all(|s| [401, 429, 503].contains(s)),
+        "{statuses:?}"
+    );
+    assert!(statuses.contains_key(&401), "{statuses:?}");
+    println!(
+        "400 sign-ins at once: {statuses:?} in {:?}",
+        started.elapsed()
+    );
+}
+
+async fn login_status(app: &TestApp, email: &str, password: &str, forwarded: Option<&str>) -> u16 {
+    let mut request = app
+        .client
+        .post(app.url("/api/v1/auth/login"))
+        .json(&json!({ "email": email, "password": password }));
+    if let Some(hop) = forwarded {
+        request = request.header("x-forwarded-for", hop);
+    }
+    request.send().await.unwrap().status().as_u16()
+}
+
+/// Guesses sent in parallel get no more tries than guesses in a row (before:
+/// all 20 were checked, since each failure was recorded only afterwards),
+/// and the throttle is one for every spelling of the address (before: keyed
+/// on the untrimmed e-mail while the look-up trimmed it).
+#[sqlx::test(migrator = "tickiti_store::MIGRATOR")]
+async fn parallel_and_respelled_guesses_share_one_throttle(db: PgPool) {
+    let app = TestApp::spawn(db).await;
+    let org = app.org("Acme").await;
+    let guesses = (0..20).map(|_| login_status(&app, &org.admin_email, "guess", None));
+    let statuses = futures::future::join_all(guesses).await;
+    let checked = statuses.iter().filter(|s| **s == 401).count();
+    assert_eq!(checked, 5, "{statuses:?}");
+    assert!(
+        statuses.iter().all(|s| *s == 401 || *s == 429),
+        "{statuses:?}"
+    );
+
+    let other = "carla@example.com";
+    for spelling in [
+        "carla@example.com",
+        " Carla@Example.com",
+        "CARLA@EXAMPLE.COM  ",
+        "carla@example.COM",
+        "\tcarla@example.com",
+    ] {
+        assert_eq!(
+            login_status(&app, spelling, "guess", None).await,
+            401,
+            "{spelling:?}"
+        );
+    }
+    assert_eq!(
+        login_status(&app, &other.to_uppercase(), "guess", None).await,
+        429
+    );
+}
+
+/// Two api processes on one database keep one throttle.
+#[sqlx::test(migrator = "tickiti_store::MIGRATOR")]
+async fn the_throttle_is_shared_between_api_processes(db: PgPool) {
+    let first = TestApp::spawn(db.clone()).await;
+    let second = TestApp::spawn(db).await;
+    for app in [&first, &second, &first, &second, &first] {
+        assert_eq!(
+            login_status(app, "dan@example.com", "guess", None).await,
+            401
+        );
+    }
+    assert_eq!(
+        login_status(&second, "dan@example.com", "guess", None).await,
+        429
+    );
+    assert_eq!(
+        login_status(&first, "dan@example.com", "guess", None).await,
+        429
+    );
+}
+
+/// Behind a trusted proxy the client is the forwarded address: a guesser
+/// elsewhere does not lock the right password out of the user's own
+/// address. Without trusted proxies a forged `X-Forwarded-For` changes nothing.
+#[sqlx::test(migrator = "tickiti_store::MIGRATOR")]
+async fn limits_key_on_the_client_behind_trusted_proxies_only(db: PgPool) {
+    let proxied = TestApp::spawn_with(db.clone(), |config| {
+        config.access.trusted_proxies = tickiti_api::config::parse_proxies("127.0.0.1").unwrap();
+    })
+    .await;
+    let org = proxied.org("Acme").await;
+    let attacker = Some("198.51.100.66");
+    for _ in 0..5 {
+        assert_eq!(
+            login_status(&proxied, &org.admin_email, "guess", attacker).await,
+            401
+        );
+    }
+    assert_eq!(
+        login_status(&proxied, &org.admin_email, "guess", attacker).await,
+        429
+    );
+    let user = Some("203.0.113.10");
+    assert_eq!(
+        login_status(&proxied, &org.admin_email, &org.admin_password, user).await,
+        200
+    );
+
+    let direct = TestApp::spawn(db).await;
+    for hop in [
+        "192.0.2.1",
+        "192.0.2.2",
+        "192.0.2.3",
+        "192.0.2.4",
+        "192.0.2.5",
+    ] {
+        assert_eq!(
+            login_status(&direct, "erin@example.com", "guess", Some(hop)).await,
+            401
+        );
+    }
+    assert_eq!(
+        login_status(&direct, "erin@example.com", "guess", Some("192.0.2.6")).await,
+        429,
+        "a forged X-Forwarded-For is not believed without trusted proxies"
+    );
+}
+
+/// An unknown session cookie or a made-up token gets no budget of its own:
+/// it spends its client address's (before: each new cookie was a fresh bucket).
+#[sqlx::test(migrator = "tickiti_store::MIGRATOR")]
+async fn unknown_credentials_spend_the_client_addresses_budget(db: PgPool) {
+    let app = TestApp::spawn_with(db, |config| {
+        config.rate_limit = tickiti_api::config::parse_rate_limit("5/min").unwrap();
+    })
+    .await;
+    let org = app.org("Acme").await;
+    let mut statuses = Vec::new();
+    for i in 0..6 {
+        let request = app.client.get(app.url("/api/v1/tickets"));
+        let request = if i % 2 == 0 {
+            request.header("cookie", format!("tickiti_session=made-up-{i}"))
+        } else {
+            request.bearer_auth(format!("tk_made_up_{i}"))
+        };
+        statuses.push(request.send().await.unwrap().status().as_u16());
+    }
+    assert_eq!(statuses[..5], [401; 5], "{statuses:?}");
+    assert_eq!(statuses[5], 429, "{statuses:?}");
+    // A real token still has its own budget.
+    assert_eq!(app.get("/api/v1/tickets", &org.token).await.status, 200);
+}

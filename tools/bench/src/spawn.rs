@@ -135,6 +135,7 @@ pub async fn start_with(
         rate_limit: RateLimit::Off,
         database_max_connections: db_connections,
         realtime: Default::default(),
+        access: Default::default(),
     };
     // The api's own pool settings, so the bench measures what production runs.
     let pool = tickiti_api::app::connect_database(&config).await?;

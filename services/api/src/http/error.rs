@@ -110,6 +110,12 @@ impl ApiError {
         Self::new(StatusCode::CONFLICT, code, detail)
     }
 
+    /// 503 `BUSY` with `Retry-After: 1`: at capacity; the request may be retried.
+    pub fn busy(detail: impl Into<String>) -> Self {
+        ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "BUSY", detail)
+            .with_header(header::RETRY_AFTER, HeaderValue::from_static("1"))
+    }
+
     /// 500 `INTERNAL`: logged here with its cause, told to the client without it.
     pub fn internal(cause: &dyn std::error::Error) -> Self {
         tracing::error!(error = %cause, source = ?cause.source(), "internal error");
@@ -180,7 +186,12 @@ impl From<StoreError> for ApiError {
 
 impl From<sqlx::Error> for ApiError {
     fn from(error: sqlx::Error) -> Self {
-        ApiError::internal(&error)
+        match error {
+            // Every pooled connection stayed busy for the acquire timeout:
+            // load, not a defect. The client may retry.
+            sqlx::Error::PoolTimedOut => ApiError::busy("the database is busy; retry shortly"),
+            error => ApiError::internal(&error),
+        }
     }
 }
 

@@ -1,13 +1,10 @@
 //! What every request passes before its handler: a request id, the rate
 //! limit, authentication and the CSRF check.
 
-use std::collections::HashMap;
-use std::net::SocketAddr;
 use std::num::NonZeroU32;
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use axum::extract::{ConnectInfo, FromRequestParts, Request, State};
+use axum::extract::{FromRequestParts, Request, State};
 use axum::http::request::Parts;
 use axum::http::{HeaderName, HeaderValue, Method, StatusCode, header};
 use axum::middleware::Next;
@@ -21,6 +18,7 @@ use tickiti_domain::{Ability, Role, ability::effective_abilities};
 use tickiti_store::users::User;
 use uuid::Uuid;
 
+use super::client::client_key;
 use super::error::{ApiError, ApiResult, PROBLEM_JSON};
 use crate::config::RateLimit;
 use crate::state::AppState;
@@ -175,51 +173,6 @@ fn rate_headers(limit: u32, remaining: u32, reset: Duration) -> Vec<(HeaderName,
     ]
 }
 
-/// Slows down guessing: after [`LoginThrottle::FREE_FAILURES`] failed logins
-/// for one address within the window, further tries answer 429 for a time
-/// that doubles with each failure.
-#[derive(Default)]
-pub struct LoginThrottle {
-    failures: Mutex<HashMap<String, (u32, Instant)>>,
-}
-
-impl LoginThrottle {
-    /// Failures allowed before the throttle starts.
-    pub const FREE_FAILURES: u32 = 5;
-    /// Failures older than this are forgotten.
-    const WINDOW: Duration = Duration::from_secs(15 * 60);
-
-    /// How long `email` must still wait before it may try again.
-    pub fn wait(&self, email: &str) -> Option<Duration> {
-        let failures = self.failures.lock().ok()?;
-        let (count, last) = failures.get(&email.to_lowercase())?;
-        if *count < Self::FREE_FAILURES || last.elapsed() > Self::WINDOW {
-            return None;
-        }
-        let penalty = Duration::from_secs(1 << (count - Self::FREE_FAILURES).min(9));
-        penalty.checked_sub(last.elapsed())
-    }
-
-    /// Records a failed login.
-    pub fn failed(&self, email: &str) {
-        if let Ok(mut failures) = self.failures.lock() {
-            failures.retain(|_, (_, last)| last.elapsed() <= Self::WINDOW);
-            let entry = failures
-                .entry(email.to_lowercase())
-                .or_insert((0, Instant::now()));
-            entry.0 += 1;
-            entry.1 = Instant::now();
-        }
-    }
-
-    /// Clears the record after a successful login.
-    pub fn succeeded(&self, email: &str) {
-        if let Ok(mut failures) = self.failures.lock() {
-            failures.remove(&email.to_lowercase());
-        }
-    }
-}
-
 /// Who is calling and what they may do.
 #[derive(Debug, Clone)]
 pub struct Principal {
@@ -252,8 +205,9 @@ impl Principal {
         }
     }
 
-    /// Key scope of idempotency records: the token, or the user of a session.
-    pub fn idempotency_principal(&self) -> String {
+    /// The caller as idempotency records and the rate limit key it: the
+    /// token, or the user of a session.
+    pub fn key(&self) -> String {
         match self.token_id {
             Some(id) => format!("token:{id}"),
             None => format!("user:{}", self.user.id),
@@ -308,28 +262,19 @@ pub fn session_cookie(headers: &axum::http::HeaderMap) -> Option<String> {
         .map(|(_, value)| value.to_owned())
 }
 
-/// Applies the rate limit, then resolves the caller (if any) into a
-/// [`Principal`] extension. Bad credentials answer 401 at once; a session
-/// on an unsafe method must send its CSRF token.
+/// The client's limit key (its address, see [`super::client`]), for
+/// handlers that limit by client, such as sign-in.
+#[derive(Debug, Clone)]
+pub struct ClientKey(pub String);
+
+/// Resolves the caller (if any) into a [`Principal`] extension, then spends
+/// one request of its budget: the principal's when the credentials hold,
+/// else the client address's (so an unknown cookie or a made-up token gets
+/// no budget of its own). Bad credentials answer 401; a session on an
+/// unsafe method must send its CSRF token.
 pub async fn authenticate(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
+    let client = ClientKey(client_key(&req, &state.config.access.trusted_proxies.0));
     let creds = credentials(&req);
-    let limit_key = match &creds {
-        Credentials::Bearer(token) | Credentials::Session(token) => {
-            format!("cred:{}", hex_prefix(&tickiti_crypto::token_hash(token)))
-        }
-        Credentials::None => {
-            let ip = req
-                .extensions()
-                .get::<ConnectInfo<SocketAddr>>()
-                .map(|ConnectInfo(addr)| addr.ip().to_string())
-                .unwrap_or_default();
-            format!("ip:{ip}")
-        }
-    };
-    let rate_headers = match state.rate_limiter.check(&limit_key) {
-        Ok(headers) => headers,
-        Err(error) => return error.into_response(),
-    };
     let unsafe_method = !matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS);
     let csrf_sent = req
         .headers()
@@ -338,6 +283,15 @@ pub async fn authenticate(State(state): State<AppState>, mut req: Request, next:
         .map(str::to_owned);
     let csrf_sent = unsafe_method.then_some(csrf_sent);
     let outcome = resolve(&state, &creds, csrf_sent).await;
+    let limit_key = match &outcome {
+        Ok(Some(principal)) => principal.key(),
+        _ => format!("addr:{}", client.0),
+    };
+    let rate_headers = match state.rate_limiter.check(&limit_key) {
+        Ok(headers) => headers,
+        Err(error) => return error.into_response(),
+    };
+    req.extensions_mut().insert(client);
     let mut response = match outcome {
         Ok(principal) => {
             if let Some(principal) = principal {
@@ -362,10 +316,6 @@ pub async fn no_store(req: Request, next: Next) -> Response {
         .headers_mut()
         .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     response
-}
-
-fn hex_prefix(bytes: &[u8]) -> String {
-    bytes.iter().take(16).map(|b| format!("{b:02x}")).collect()
 }
 
 /// `csrf_sent` is `Some` on unsafe methods: the `X-CSRF-Token` sent, if any.

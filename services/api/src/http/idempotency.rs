@@ -74,7 +74,7 @@ async fn run(state: AppState, req: Request, next: Next) -> Result<Response, Resp
         .map_or_else(|| req.uri().path().to_owned(), |p| p.as_str().to_owned());
     let scope = KeyScope {
         organization_id: principal.org(),
-        principal: principal.idempotency_principal(),
+        principal: principal.key(),
         route: format!("POST {route}"),
         key,
     };

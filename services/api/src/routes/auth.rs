@@ -1,6 +1,7 @@
 //! Staff sign-in with a session cookie (`HttpOnly`, `SameSite=Lax`) and a
 //! CSRF token that unsafe requests under the cookie must echo in `X-CSRF-Token`.
 
+use axum::Extension;
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -11,7 +12,8 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::users::UserOut;
-use crate::http::guard::{SESSION_COOKIE, session_cookie};
+use crate::http::guard::{ClientKey, SESSION_COOKIE, session_cookie};
+use crate::http::sign_in;
 use crate::http::{ApiError, ApiResult, Json};
 use crate::state::AppState;
 
@@ -53,46 +55,41 @@ fn invalid_credentials() -> ApiError {
 }
 
 /// Sign in; sets the session cookie. Wrong e-mail and wrong password answer
-/// alike; repeated failures for one address are slowed down (429).
+/// alike. Attempts are throttled per account and client address, and per
+/// client address (429 with `Retry-After`); when too many password checks
+/// run at once the answer is 503 with `Retry-After`.
 #[utoipa::path(post, path = "/auth/login", tag = "auth", request_body = LoginIn,
     responses((status = 200, body = LoginOut), (status = 401, body = crate::http::error::Problem),
-              (status = 429, body = crate::http::error::Problem)))]
+              (status = 429, body = crate::http::error::Problem),
+              (status = 503, body = crate::http::error::Problem)))]
 #[tracing::instrument(skip_all)]
 pub async fn login(
     State(state): State<AppState>,
+    Extension(ClientKey(client)): Extension<ClientKey>,
     Json(input): Json<LoginIn>,
 ) -> ApiResult<Response> {
     if input.email.len() > 254 || input.password.len() > 1024 {
         return Err(invalid_credentials());
     }
-    if let Some(wait) = state.login_throttle.wait(&input.email) {
-        return Err(ApiError::new(
-            StatusCode::TOO_MANY_REQUESTS,
-            "RATE_LIMITED",
-            "too many failed sign-ins for this address; wait and retry",
-        )
-        .with_header(
-            header::RETRY_AFTER,
-            HeaderValue::from(wait.as_secs().max(1)),
-        ));
-    }
-    let mut conn = state.db.acquire().await?;
-    let found = tickiti_store::users::find_for_login(&mut conn, input.email.trim()).await?;
+    let email = sign_in::normalize_email(&input.email);
+    // No connection is held through the password check: a flood of sign-ins
+    // must not take the pool every other request needs.
+    let found = {
+        let mut conn = state.db.acquire().await?;
+        sign_in::begin(&mut conn, &email, &client).await?;
+        tickiti_store::users::find_for_login(&mut conn, &email).await?
+    };
     // Hash even for an unknown address, so timing does not tell which exist.
     let phc = found.as_ref().map_or_else(
         || tickiti_crypto::dummy_password_hash().to_owned(),
         |(_, h)| h.clone(),
     );
-    let password = input.password.clone();
-    let verified =
-        tokio::task::spawn_blocking(move || tickiti_crypto::verify_password(&password, &phc))
-            .await
-            .unwrap_or(false);
+    let verified = state.password_checks.verify(input.password, phc).await?;
     let Some((user, _)) = found.filter(|_| verified) else {
-        state.login_throttle.failed(&input.email);
         return Err(invalid_credentials());
     };
-    state.login_throttle.succeeded(&input.email);
+    let mut conn = state.db.acquire().await?;
+    sign_in::succeeded(&mut conn, &email, &client).await?;
 
     let cookie_value = tickiti_crypto::generate_token("");
     let csrf_token = tickiti_crypto::generate_token("");
