@@ -78,6 +78,25 @@ pub struct NewEndpoint<'a> {
     pub headers: &'a serde_json::Value,
 }
 
+/// The organization's endpoints, counted under a lock of the organization's
+/// endpoint list held until the transaction ends: two creates racing for
+/// the last place under a cap cannot both see room.
+pub async fn count_for_insert(conn: &mut PgConnection, organization_id: Uuid) -> Result<i64> {
+    sqlx::query!(
+        "SELECT pg_advisory_xact_lock(hashtextextended('webhook_endpoints:' || $1::uuid, 0))",
+        organization_id
+    )
+    .execute(&mut *conn)
+    .await?;
+    let count = sqlx::query_scalar!(
+        r#"SELECT count(*) AS "count!" FROM webhook_endpoints WHERE organization_id = $1"#,
+        organization_id
+    )
+    .fetch_one(conn)
+    .await?;
+    Ok(count)
+}
+
 /// Inserts an endpoint.
 pub async fn insert(conn: &mut PgConnection, new: &NewEndpoint<'_>) -> Result<Endpoint> {
     let row = sqlx::query_as!(
@@ -658,6 +677,8 @@ pub struct Queueable {
     pub id: Uuid,
     /// Its endpoint.
     pub endpoint_id: Uuid,
+    /// Its organization.
+    pub organization_id: Uuid,
     /// The attempt its next work message is for.
     pub attempt: i32,
     /// When that attempt is due.
@@ -668,7 +689,7 @@ pub struct Queueable {
 pub async fn unqueued_by_ids(conn: &mut PgConnection, ids: &[Uuid]) -> Result<Vec<Queueable>> {
     let rows = sqlx::query_as!(
         Queueable,
-        r#"SELECT id, endpoint_id, attempt + 1 AS "attempt!", next_attempt_at AS due_at FROM webhook_deliveries
+        r#"SELECT id, endpoint_id, organization_id, attempt + 1 AS "attempt!", next_attempt_at AS due_at FROM webhook_deliveries
          WHERE id = ANY($1) AND queued_at IS NULL AND status IN ('pending', 'retrying')
          FOR UPDATE SKIP LOCKED"#,
         ids
@@ -687,7 +708,7 @@ pub async fn unqueued_stale(
 ) -> Result<Vec<Queueable>> {
     let rows = sqlx::query_as!(
         Queueable,
-        r#"SELECT id, endpoint_id, attempt + 1 AS "attempt!", next_attempt_at AS due_at FROM webhook_deliveries
+        r#"SELECT id, endpoint_id, organization_id, attempt + 1 AS "attempt!", next_attempt_at AS due_at FROM webhook_deliveries
          WHERE queued_at IS NULL AND status IN ('pending', 'retrying')
            AND updated_at < now() - make_interval(secs => $1::bigint / 1000.0)
          ORDER BY created_at LIMIT $2
@@ -706,7 +727,7 @@ pub async fn unqueued_stale(
 pub async fn expired_claims(conn: &mut PgConnection, limit: i64) -> Result<Vec<Queueable>> {
     let rows = sqlx::query_as!(
         Queueable,
-        r#"SELECT id, endpoint_id, attempt AS "attempt!", now() AS due_at FROM webhook_deliveries
+        r#"SELECT id, endpoint_id, organization_id, attempt AS "attempt!", now() AS due_at FROM webhook_deliveries
          WHERE locked_until < now() AND status IN ('pending', 'retrying')
            AND (queued_at IS NULL OR queued_at < locked_until)
          ORDER BY locked_until LIMIT $1

@@ -34,6 +34,7 @@ pub fn dispatcher_config(prefix: &str) -> Config {
         log_retention: Duration::from_secs(30 * 86_400),
         concurrency: 64,
         endpoint_concurrency: 8,
+        org_concurrency: 32,
         epilog_max_attempts: 4,
         epilog_retry_min: Duration::from_millis(200),
         epilog_retry_max: Duration::from_secs(1),

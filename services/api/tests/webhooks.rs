@@ -368,3 +368,51 @@ async fn rotation_keeps_the_old_secret_and_test_hands_off_to_the_dispatcher(db: 
     assert_eq!(reply.body["recovered"], 0);
     tap.cleanup().await;
 }
+
+/// An organization has at most 50 endpoints: the 51st is a 409 and nothing
+/// is stored, and creates racing for the last places never overshoot.
+#[sqlx::test(migrator = "tickiti_store::MIGRATOR")]
+async fn an_organization_has_at_most_fifty_endpoints(db: PgPool) {
+    let app = TestApp::spawn(db.clone()).await;
+    let org = app.org("Acme").await;
+    let body = |i: usize| json!({ "url": format!("http://127.0.0.1:9/hook/{i}"), "events": ["ticket.created"] });
+    for i in 0..45 {
+        assert_eq!(
+            app.post("/api/v1/webhooks", &org.token, body(i))
+                .await
+                .status,
+            201
+        );
+    }
+    let racing = (45..55).map(|i| app.post("/api/v1/webhooks", &org.token, body(i)));
+    let statuses: Vec<u16> = futures::future::join_all(racing)
+        .await
+        .into_iter()
+        .map(|r| r.status)
+        .collect();
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 201).count(),
+        5,
+        "{statuses:?}"
+    );
+    let refused = app.post("/api/v1/webhooks", &org.token, body(99)).await;
+    assert_eq!(
+        (refused.status, refused.code()),
+        (409, "LIMIT_REACHED"),
+        "{}",
+        refused.body
+    );
+    let stored: i64 = sqlx::query_scalar("SELECT count(*) FROM webhook_endpoints")
+        .fetch_one(&db)
+        .await
+        .unwrap();
+    assert_eq!(stored, 50);
+    // Another organization has its own fifty.
+    let other = app.org("Other").await;
+    assert_eq!(
+        app.post("/api/v1/webhooks", &other.token, body(0))
+            .await
+            .status,
+        201
+    );
+}

@@ -81,6 +81,11 @@ pub struct Config {
     /// Requests in flight at once to one endpoint.
     #[arg(long, env = "DISPATCHER_ENDPOINT_CONCURRENCY", default_value_t = 8)]
     pub endpoint_concurrency: usize,
+    /// Requests in flight at once for one organization, all its endpoints
+    /// together: one tenant's hanging endpoints cannot take every slot
+    /// (half of them by default; the other half stays for everyone else).
+    #[arg(long, env = "DISPATCHER_ORG_CONCURRENCY", default_value_t = 64)]
+    pub org_concurrency: usize,
     /// Most attempts of an intervention epilog call (CONTRACT §4).
     #[arg(long, env = "EPILOG_MAX_ATTEMPTS", default_value_t = 8)]
     pub epilog_max_attempts: u32,

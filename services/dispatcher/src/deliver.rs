@@ -3,7 +3,7 @@
 //! other attempt is one work message ([`handle`]):
 //!
 //! 1. Not yet due: parked in a delay tier (acked), or waited for when close.
-//! 2. Fairness gates (per endpoint, global), then the attempt is claimed in
+//! 2. Fairness gates (per endpoint, organization, global), then the attempt is claimed in
 //!    Postgres by its number: a duplicate message finds nothing to claim.
 //! 3. The signed POST through the SSRF-safe client; the attempt is written
 //!    to `webhook_attempts` with the delivery's new state, batched with
@@ -154,7 +154,11 @@ pub async fn first_attempt(ctx: &Arc<Ctx>, first: FirstAttempt) {
     let turn = tokio::time::timeout_at(stored_at + FIRST_ATTEMPT_GATE_WAIT, async {
         let pass = ctx
             .gates
-            .enter_within(endpoint.id, FIRST_ATTEMPT_WAITING_CAP)
+            .enter_within(
+                Some(endpoint.organization_id),
+                endpoint.id,
+                FIRST_ATTEMPT_WAITING_CAP,
+            )
             .await?;
         ctx.gates
             .pace(endpoint.id, endpoint.rate_limit_per_second)
@@ -210,7 +214,11 @@ async fn attempt(ctx: &Ctx, work: &WorkMessage, redelivered: bool) -> anyhow::Re
     tokio::time::sleep(wait).await;
 
     // 2. Gates, then the claim.
-    let Some(pass) = ctx.gates.enter(work.endpoint_id).await else {
+    let Some(pass) = ctx
+        .gates
+        .enter(work.organization_id, work.endpoint_id)
+        .await
+    else {
         ctx.metrics.parked();
         return park(ctx, work, now_ms() + 1_000).await;
     };

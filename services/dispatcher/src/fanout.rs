@@ -362,6 +362,7 @@ async fn publish_and_mark(
         .map(|row| WorkMessage {
             delivery_id: row.id,
             endpoint_id: row.endpoint_id,
+            organization_id: Some(row.organization_id),
             attempt: row.attempt,
             due_at_ms: row.due_at.map_or(now, |due| {
                 i64::try_from(due.unix_timestamp_nanos() / 1_000_000).unwrap_or(now)

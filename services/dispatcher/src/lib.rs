@@ -132,7 +132,11 @@ pub fn serve(
             config.allow_private_networks,
             config.concurrency,
         )?,
-        gates: gate::Gates::new(config.concurrency, config.endpoint_concurrency),
+        gates: gate::Gates::new(
+            config.concurrency,
+            config.org_concurrency,
+            config.endpoint_concurrency,
+        ),
         metrics: metrics::Metrics::default(),
         fan_out: fanout::start_fan_out(db.clone()),
         recorder: deliver::start_recorder(db.clone()),

@@ -149,6 +149,9 @@ pub struct WorkMessage {
     pub delivery_id: Uuid,
     /// Its endpoint (for the fairness gates, before touching the database).
     pub endpoint_id: Uuid,
+    /// Its organization (the same); absent in messages of older dispatchers.
+    #[serde(default)]
+    pub organization_id: Option<Uuid>,
     /// The attempt number this message is for (1-based).
     pub attempt: i32,
     /// Not before this (Unix milliseconds).

@@ -63,6 +63,7 @@ const RABBITMQ_PROCESS: &str = "beam.smp";
 /// The dispatcher's request limits (its defaults, passed explicitly so the
 /// baseline's concurrency matches them).
 const DISPATCHER_CONCURRENCY: usize = 128;
+const ORG_CONCURRENCY: usize = 64;
 const ENDPOINT_CONCURRENCY: usize = 8;
 
 /// Tickets created at once while building the backlog.
@@ -72,7 +73,8 @@ const CREATE_CONCURRENCY: usize = 16;
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// Endpoints subscribed to `ticket.created` (each event is one delivery to each).
-    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    /// At most 50: an organization's cap (the bench is one organization).
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..=50))]
     pub endpoints: u32,
     /// Tickets created for the throughput phase of each round. The default
     /// (80 000 deliveries with 10 endpoints) times several seconds of steady
@@ -355,7 +357,10 @@ async fn measure(
     declare_queues(&args.servers.amqp_url, &api.prefix, queues).await?;
     let pool = scratch.pool(2).await?;
     let endpoints = args.endpoints as usize;
-    let baseline_concurrency = DISPATCHER_CONCURRENCY.min(ENDPOINT_CONCURRENCY * endpoints);
+    // One organization: its cap applies as well.
+    let baseline_concurrency = DISPATCHER_CONCURRENCY
+        .min(ORG_CONCURRENCY)
+        .min(ENDPOINT_CONCURRENCY * endpoints);
     let mut rows = Vec::new();
     let mut delivered_total = 0usize;
     for round in 1..=args.repeat {
@@ -538,6 +543,7 @@ fn start_dispatcher(
         .env("TICKITI_BUS_PREFIX", &api.prefix)
         .env("DISPATCHER_LISTEN", addr.to_string())
         .env("DISPATCHER_CONCURRENCY", DISPATCHER_CONCURRENCY.to_string())
+        .env("DISPATCHER_ORG_CONCURRENCY", ORG_CONCURRENCY.to_string())
         .env(
             "DISPATCHER_ENDPOINT_CONCURRENCY",
             ENDPOINT_CONCURRENCY.to_string(),

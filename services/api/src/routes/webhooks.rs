@@ -53,6 +53,9 @@ pub const SECRET_MAX: usize = 256;
 pub const HEADERS_MAX: usize = 20;
 /// Highest `rate_limit_per_second`.
 pub const RATE_LIMIT_MAX: i32 = 10_000;
+/// Endpoints one organization may have: each can hold dispatcher slots, so
+/// the cap bounds what one tenant asks of every other (issue 12).
+pub const MAX_ENDPOINTS_PER_ORG: i64 = 50;
 
 /// An endpoint as the API returns it (never its secret, except once at creation).
 #[derive(Debug, Clone, Serialize, ToSchema)]
@@ -489,6 +492,7 @@ pub async fn list_webhooks(
 /// Create a webhook endpoint; the answer carries its secret, this once.
 #[utoipa::path(post, path = "/webhooks", tag = "webhooks", request_body = WebhookIn,
     responses((status = 201, body = WebhookCreatedOut),
+              (status = 409, description = "LIMIT_REACHED: the organization has its most endpoints", body = crate::http::error::Problem),
               (status = 422, description = "VALIDATION_FAILED, INVALID_URL or INVALID_EVENTS", body = crate::http::error::Problem)),
     security(("bearer" = []), ("session" = [])))]
 #[tracing::instrument(skip_all)]
@@ -527,9 +531,17 @@ pub async fn create_webhook(
     } else {
         EndpointStatus::Disabled
     };
-    let mut conn = state.db.acquire().await?;
+    let mut tx = state.db.begin().await?;
+    if webhooks::count_for_insert(&mut tx, principal.org()).await? >= MAX_ENDPOINTS_PER_ORG {
+        return Err(ApiError::conflict(
+            "LIMIT_REACHED",
+            format!(
+                "an organization has at most {MAX_ENDPOINTS_PER_ORG} webhook endpoints; delete one first"
+            ),
+        ));
+    }
     let endpoint = webhooks::insert(
-        &mut conn,
+        &mut tx,
         &NewEndpoint {
             id: tickiti_domain::new_id(),
             organization_id: principal.org(),
@@ -548,6 +560,7 @@ pub async fn create_webhook(
         },
     )
     .await?;
+    tx.commit().await?;
     Ok((
         StatusCode::CREATED,
         // The secret is shown once: no cache keeps it (and the idempotency
