@@ -1,6 +1,14 @@
 //! `@name` and `@email` mentions in message bodies.
 
-/// The words after `@` in a body, lower-cased and without duplicates.
+use std::collections::HashSet;
+
+/// Distinct mentions read from one body at most; the rest of the body is
+/// not scanned for more (no message names this many colleagues).
+pub const MAX_MENTIONS: usize = 100;
+
+/// The words after `@` in a body, lower-cased and without duplicates, in
+/// order of first appearance, at most [`MAX_MENTIONS`]. One pass over the
+/// body (duplicates are found in a set), so a hostile body costs its length.
 ///
 /// A mention starts at `@` at the start of the body or after a character that
 /// cannot be part of an e-mail address (so `ann@example.com` inside a sentence
@@ -8,6 +16,7 @@
 /// and `. _ - + @`; a trailing dot (end of sentence) is dropped.
 pub fn mention_tokens(body: &str) -> Vec<String> {
     let mut tokens: Vec<String> = Vec::new();
+    let mut seen: HashSet<String> = HashSet::new();
     let mut prev: Option<char> = None;
     let mut chars = body.char_indices().peekable();
     while let Some((i, c)) = chars.next() {
@@ -29,8 +38,11 @@ pub fn mention_tokens(body: &str) -> Vec<String> {
         let token = body[start..end]
             .trim_end_matches(['.', '-', '_'])
             .to_lowercase();
-        if !token.is_empty() && token.len() <= 254 && !tokens.contains(&token) {
+        if !token.is_empty() && token.len() <= 254 && seen.insert(token.clone()) {
             tokens.push(token);
+            if tokens.len() == MAX_MENTIONS {
+                break;
+            }
         }
     }
     tokens
@@ -67,5 +79,17 @@ mod tests {
     #[test]
     fn handles_from_names() {
         assert_eq!(name_handle("Ann  Lee"), "annlee");
+    }
+
+    #[test]
+    fn a_hostile_body_yields_at_most_the_cap_in_order() {
+        // 64 KiB of distinct mentions, and as many repeats of one.
+        let many: String = (0..12_000).map(|i| format!("@u{i} ")).collect();
+        let tokens = mention_tokens(&many);
+        assert_eq!(tokens.len(), MAX_MENTIONS);
+        assert_eq!(tokens[0], "u0");
+        assert_eq!(tokens[MAX_MENTIONS - 1], format!("u{}", MAX_MENTIONS - 1));
+        let repeated = "@ann ".repeat(12_000);
+        assert_eq!(mention_tokens(&repeated), vec!["ann"]);
     }
 }

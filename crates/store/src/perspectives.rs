@@ -28,6 +28,33 @@ pub struct Perspective {
 }
 
 /// Inserts a perspective.
+/// Counts under a lock of the organization's perspectives held until the
+/// transaction ends (so racing creates cannot both see room under a cap):
+/// (the organization's in all, those of `user_id`, or the shared ones when None).
+pub async fn count_for_insert(
+    conn: &mut PgConnection,
+    organization_id: Uuid,
+    user_id: Option<Uuid>,
+) -> Result<(i64, i64)> {
+    sqlx::query!(
+        "SELECT pg_advisory_xact_lock(hashtextextended('perspectives:' || $1::uuid, 0))",
+        organization_id
+    )
+    .execute(&mut *conn)
+    .await?;
+    let row = sqlx::query!(
+        r#"SELECT count(*) AS "all!",
+                  count(*) FILTER (WHERE user_id IS NOT DISTINCT FROM $2) AS "same_owner!"
+           FROM perspectives WHERE organization_id = $1"#,
+        organization_id,
+        user_id
+    )
+    .fetch_one(conn)
+    .await?;
+    Ok((row.all, row.same_owner))
+}
+
+/// Inserts a perspective.
 pub async fn insert(conn: &mut PgConnection, p: &Perspective) -> Result<Perspective> {
     let row = sqlx::query_as!(
         Perspective,

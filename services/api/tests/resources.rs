@@ -475,3 +475,85 @@ async fn perspective_counts_match_the_ticket_list_for_every_filter(db: PgPool) {
     // The filters do filter: most match some tickets, and not all the same.
     assert!(nonzero >= 10, "{nonzero} filters matched anything");
 }
+
+/// Perspectives are recounted on every change, so their number is bounded:
+/// 50 shared per organization, 30 private per user (409 `LIMIT_REACHED`
+/// beyond, nothing stored); racing creates never overshoot.
+#[sqlx::test(migrator = "tickiti_store::MIGRATOR")]
+async fn perspectives_are_limited_per_organization_and_per_user(db: PgPool) {
+    let app = TestApp::spawn(db.clone()).await;
+    let org = app.org("Acme").await;
+    let (_, _, agent) = app.user(&org, "Bob", Role::Agent, &[Ability::All]).await;
+    let shared = |i: usize| json!({ "name": format!("Shared {i}"), "shared": true });
+    let private = |i: usize| json!({ "name": format!("Mine {i}") });
+    let count = |sql: &'static str| {
+        let db = db.clone();
+        async move {
+            sqlx::query_scalar::<_, i64>(sql)
+                .fetch_one(&db)
+                .await
+                .unwrap()
+        }
+    };
+    // The organization starts with its default shared ones.
+    let defaults = count("SELECT count(*) FROM perspectives WHERE user_id IS NULL").await;
+    for i in 0..(50 - defaults as usize - 4) {
+        assert_eq!(
+            app.post("/api/v1/perspectives", &org.token, shared(i))
+                .await
+                .status,
+            201
+        );
+    }
+    let racing = (100..110).map(|i| app.post("/api/v1/perspectives", &org.token, shared(i)));
+    let statuses: Vec<u16> = futures::future::join_all(racing)
+        .await
+        .into_iter()
+        .map(|r| r.status)
+        .collect();
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 201).count(),
+        4,
+        "{statuses:?}"
+    );
+    let refused = app
+        .post("/api/v1/perspectives", &org.token, shared(999))
+        .await;
+    assert_eq!(
+        (refused.status, refused.code()),
+        (409, "LIMIT_REACHED"),
+        "{}",
+        refused.body
+    );
+    assert_eq!(
+        count("SELECT count(*) FROM perspectives WHERE user_id IS NULL").await,
+        50
+    );
+
+    for i in 0..30 {
+        assert_eq!(
+            app.post("/api/v1/perspectives", &agent, private(i))
+                .await
+                .status,
+            201
+        );
+    }
+    let refused = app.post("/api/v1/perspectives", &agent, private(30)).await;
+    assert_eq!(
+        (refused.status, refused.code()),
+        (409, "LIMIT_REACHED"),
+        "{}",
+        refused.body
+    );
+    assert_eq!(
+        count("SELECT count(*) FROM perspectives WHERE user_id IS NOT NULL").await,
+        30
+    );
+    // Another user's private perspectives are theirs to count.
+    assert_eq!(
+        app.post("/api/v1/perspectives", &org.token, private(0))
+            .await
+            .status,
+        201
+    );
+}

@@ -171,12 +171,13 @@ async fn record_mentions(
     if tokens.is_empty() {
         return Ok(());
     }
+    // Each colleague's address and handle are computed once and looked up
+    // in a set: linear in colleagues plus mentions.
+    let tokens: std::collections::HashSet<String> = tokens.into_iter().collect();
     let directory = users::directory(conn, principal.org()).await?;
     let mentioned = directory.iter().filter(|(id, name, email)| {
         *id != principal.user.id
-            && tokens
-                .iter()
-                .any(|t| *t == email.to_lowercase() || *t == name_handle(name))
+            && (tokens.contains(&email.to_lowercase()) || tokens.contains(&name_handle(name)))
     });
     for (user_id, ..) in mentioned {
         let mention = mentions::insert(

@@ -33,6 +33,12 @@ pub fn router() -> OpenApiRouter<AppState> {
 
 /// Longest perspective name.
 pub const NAME_MAX: usize = 100;
+/// Shared perspectives per organization.
+pub const MAX_SHARED: i64 = 50;
+/// Private perspectives per user.
+pub const MAX_PRIVATE: i64 = 30;
+/// Perspectives per organization in all (shared and everyone's private).
+pub const MAX_PER_ORG: i64 = 1_000;
 
 /// A perspective as the API returns it.
 #[derive(Debug, Clone, Serialize, ToSchema)]
@@ -239,6 +245,7 @@ pub async fn list_perspectives(
 /// Create a perspective: private (`tickets:write`) or shared (`admin`).
 #[utoipa::path(post, path = "/perspectives", tag = "perspectives", request_body = PerspectiveIn,
     responses((status = 201, body = PerspectiveOut), (status = 403, body = crate::http::error::Problem),
+              (status = 409, description = "LIMIT_REACHED: 50 shared per organization, 30 private per user, 1 000 in all", body = crate::http::error::Problem),
               (status = 422, body = crate::http::error::Problem)),
     security(("bearer" = []), ("session" = [])))]
 #[tracing::instrument(skip_all)]
@@ -254,6 +261,30 @@ pub async fn create_perspective(
     check_filters(&input.filters, &mut v);
     v.finish().map_err(ApiError::validation)?;
     let mut tx = state.db.begin().await?;
+    let owner = (!input.shared).then_some(principal.user.id);
+    let (all, same_owner) = perspectives::count_for_insert(&mut tx, org, owner).await?;
+    // Every change recounts perspectives: their number is bounded.
+    let refusal = if all >= MAX_PER_ORG {
+        Some(format!(
+            "an organization has at most {MAX_PER_ORG} perspectives"
+        ))
+    } else if input.shared && same_owner >= MAX_SHARED {
+        Some(format!(
+            "an organization has at most {MAX_SHARED} shared perspectives"
+        ))
+    } else if !input.shared && same_owner >= MAX_PRIVATE {
+        Some(format!(
+            "a user has at most {MAX_PRIVATE} private perspectives"
+        ))
+    } else {
+        None
+    };
+    if let Some(refusal) = refusal {
+        return Err(ApiError::conflict(
+            "LIMIT_REACHED",
+            format!("{refusal}; delete one first"),
+        ));
+    }
     let position = match input.position {
         Some(position) => position,
         None => perspectives::list_visible(&mut tx, org, principal.user.id)
@@ -269,7 +300,7 @@ pub async fn create_perspective(
         &Perspective {
             id: new_id(),
             organization_id: org,
-            user_id: (!input.shared).then_some(principal.user.id),
+            user_id: owner,
             name: input.name.trim().to_owned(),
             filters: store_filters(&input.filters).map_err(internal)?,
             position,
