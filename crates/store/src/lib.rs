@@ -30,18 +30,43 @@ pub use sqlx::{PgConnection, PgPool};
 /// The migrations of the api's database, embedded in the binary.
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/api");
 
+/// Runs the migrations on one connection of `pool` with no statement
+/// time-out (an index on a large table takes as long as it takes), then
+/// gives the connection back with its own setting.
+pub async fn migrate(pool: &PgPool) -> std::result::Result<(), sqlx::migrate::MigrateError> {
+    let mut conn = pool.acquire().await?;
+    sqlx::query("SET statement_timeout = 0")
+        .execute(&mut *conn)
+        .await?;
+    MIGRATOR.run(&mut *conn).await?;
+    sqlx::query("RESET statement_timeout")
+        .execute(&mut *conn)
+        .await?;
+    Ok(())
+}
+
 /// Opens a service's pool, retrying for a short window (CONTRACT §1: a
 /// database that stays unreachable is a clear start-up error). Sessions run
 /// with JIT compilation off: every statement here is short, and a plan
 /// whose estimate crosses `jit_above_cost` (a count over a large
 /// organization, say) would spend tens of milliseconds compiling for a
 /// query that runs in one.
-pub async fn connect(url: &str, max_connections: u32) -> std::result::Result<PgPool, sqlx::Error> {
+///
+/// `statement_timeout` bounds every statement on the pool's connections
+/// (None: unbounded); [`migrate`] lifts it for the migrations.
+pub async fn connect(
+    url: &str,
+    max_connections: u32,
+    statement_timeout: Option<std::time::Duration>,
+) -> std::result::Result<PgPool, sqlx::Error> {
     use std::time::Duration;
 
-    let options = url
+    let mut options = url
         .parse::<sqlx::postgres::PgConnectOptions>()?
         .options([("jit", "off")]);
+    if let Some(limit) = statement_timeout {
+        options = options.options([("statement_timeout", format!("{}ms", limit.as_millis()))]);
+    }
     let pool = sqlx::postgres::PgPoolOptions::new()
         .max_connections(max_connections)
         // A broken connection surfaces as a query error anyway; a ping per

@@ -80,6 +80,8 @@ pub fn test_config(prefix: &str) -> Config {
         master_key: None,
         rate_limit: RateLimit::Off,
         database_max_connections: 10,
+        database_statement_timeout: std::time::Duration::from_secs(10),
+        request_timeout: std::time::Duration::from_secs(30),
         realtime: Default::default(),
         access: Default::default(),
     }

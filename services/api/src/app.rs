@@ -43,6 +43,10 @@ pub fn router(state: AppState) -> (Router, utoipa::openapi::OpenApi) {
             )
         })
         .layer(from_fn_with_state(state.clone(), guard::authenticate))
+        .layer(from_fn_with_state(
+            state.config.request_timeout,
+            guard::time_limit,
+        ))
         .layer(from_fn(guard::no_store))
         // Probes are neither authenticated nor rate limited: a busy sign-in
         // page must not make the orchestrator think the api is down.
@@ -61,9 +65,13 @@ pub fn router(state: AppState) -> (Router, utoipa::openapi::OpenApi) {
 /// Opens the database pool, retrying for a short window (CONTRACT §1: a
 /// database that stays unreachable is a clear start-up error).
 pub async fn connect_database(config: &Config) -> anyhow::Result<PgPool> {
-    tickiti_store::connect(&config.database_url, config.database_max_connections)
-        .await
-        .map_err(|error| anyhow::anyhow!("database unreachable at start-up: {error}"))
+    tickiti_store::connect(
+        &config.database_url,
+        config.database_max_connections,
+        Some(config.database_statement_timeout),
+    )
+    .await
+    .map_err(|error| anyhow::anyhow!("database unreachable at start-up: {error}"))
 }
 
 /// A running api: its address and the handle to stop it.

@@ -3,6 +3,8 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use tickiti_domain::webhook::parse_duration;
+
 /// Deployment kind: production refuses unsafe defaults.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Environment {
@@ -47,6 +49,14 @@ pub struct Config {
     /// Size of the database connection pool.
     #[arg(long, env = "DATABASE_MAX_CONNECTIONS", default_value_t = 20)]
     pub database_max_connections: u32,
+    /// Longest a statement of a request may run (Postgres `statement_timeout`);
+    /// past it the answer is 503 `BUSY`. Migrations are not bounded.
+    #[arg(long, env = "DATABASE_STATEMENT_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
+    pub database_statement_timeout: Duration,
+    /// Longest a request may take; past it the answer is 503 `TIMEOUT` and
+    /// its transaction is rolled back.
+    #[arg(long, env = "API_REQUEST_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
+    pub request_timeout: Duration,
     /// Where the realtime service is (CONTRACT §5).
     #[command(flatten)]
     pub realtime: RealtimeConfig,

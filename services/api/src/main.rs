@@ -90,7 +90,7 @@ async fn main() -> ExitCode {
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
     let db = tickiti_api::app::connect_database(&cli.config).await?;
-    tickiti_store::MIGRATOR.run(&db).await?;
+    tickiti_store::migrate(&db).await?;
     match cli.command.unwrap_or(Command::Serve) {
         Command::Migrate => {
             println!("{}", json!({ "status": "migrated" }));

@@ -320,7 +320,7 @@ async fn an_admin_adds_a_user_who_can_sign_in(db: PgPool) {
 #[sqlx::test(migrator = "tickiti_store::MIGRATOR")]
 async fn a_flood_of_logins_gets_401_429_or_503_never_500(db: PgPool) {
     // The pool the binary makes (its size and acquire timeout), not the test's.
-    let pool = tickiti_store::connect(&tickiti_testkit::database_url(&db), 10)
+    let pool = tickiti_store::connect(&tickiti_testkit::database_url(&db), 10, None)
         .await
         .unwrap();
     let app = TestApp::spawn(pool).await;

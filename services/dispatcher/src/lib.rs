@@ -90,7 +90,9 @@ const FAN_OUT_HANDLERS: usize = 256;
 
 /// Opens the database pool, retrying for a short window (CONTRACT §1).
 pub async fn connect_database(config: &Config) -> anyhow::Result<PgPool> {
-    tickiti_store::connect(&config.database_url, config.database_max_connections)
+    // Unbounded statements: the dispatcher's pruning and sweeps are its own
+    // background work, not a client's request.
+    tickiti_store::connect(&config.database_url, config.database_max_connections, None)
         .await
         .map_err(|error| anyhow::anyhow!("database unreachable at start-up: {error}"))
 }

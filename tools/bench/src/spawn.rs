@@ -134,13 +134,14 @@ pub async fn start_with(
         master_key: None,
         rate_limit: RateLimit::Off,
         database_max_connections: db_connections,
+        database_statement_timeout: std::time::Duration::from_secs(10),
+        request_timeout: std::time::Duration::from_secs(30),
         realtime: Default::default(),
         access: Default::default(),
     };
     // The api's own pool settings, so the bench measures what production runs.
     let pool = tickiti_api::app::connect_database(&config).await?;
-    tickiti_store::MIGRATOR
-        .run(&pool)
+    tickiti_store::migrate(&pool)
         .await
         .context("cannot migrate the bench database")?;
     let listener = tokio::net::TcpListener::bind(config.listen)

@@ -178,18 +178,47 @@ impl IntoResponse for ApiError {
     }
 }
 
+/// The one mapping of database refusals to answers. A handler that knows
+/// what a constraint means maps it first (with its own code); whatever
+/// reaches this edge is still the client's conflict, never a 500.
 impl From<StoreError> for ApiError {
     fn from(error: StoreError) -> Self {
-        ApiError::internal(&error)
+        match error {
+            StoreError::Conflict { constraint, .. } => {
+                tracing::info!(%constraint, "unique constraint refused a write");
+                ApiError::conflict("CONFLICT", "a record with these values exists already")
+            }
+            StoreError::InUse { constraint, .. } => {
+                tracing::info!(%constraint, "a reference refused a write");
+                ApiError::conflict(
+                    "IN_USE",
+                    "the record refers to, or is referred to by, another that does not allow this",
+                )
+            }
+            StoreError::Database(error) => error.into(),
+        }
     }
 }
 
+/// SQLSTATE 57014 `query_canceled` (the `statement_timeout`) and 55P03
+/// `lock_not_available` (`lock_timeout`).
+const TIMED_OUT_STATES: [&str; 2] = ["57014", "55P03"];
+
 impl From<sqlx::Error> for ApiError {
     fn from(error: sqlx::Error) -> Self {
+        let timed_out = error
+            .as_database_error()
+            .and_then(|db| db.code())
+            .is_some_and(|code| TIMED_OUT_STATES.contains(&code.as_ref()));
         match error {
-            // Every pooled connection stayed busy for the acquire timeout:
-            // load, not a defect. The client may retry.
+            // Every pooled connection stayed busy for the acquire timeout,
+            // or a statement ran past its time: load, not a defect. The
+            // client may retry.
             sqlx::Error::PoolTimedOut => ApiError::busy("the database is busy; retry shortly"),
+            _ if timed_out => {
+                tracing::warn!(%error, "a statement ran past its time-out");
+                ApiError::busy("the database took too long; retry shortly")
+            }
             error => ApiError::internal(&error),
         }
     }

@@ -307,6 +307,28 @@ pub async fn authenticate(State(state): State<AppState>, mut req: Request, next:
     response
 }
 
+/// Bounds a request's time: past `limit` its handler is dropped (an open
+/// transaction rolls back with it, so nothing is half done) and the answer
+/// is 503 `TIMEOUT` with `Retry-After`.
+pub async fn time_limit(State(limit): State<Duration>, req: Request, next: Next) -> Response {
+    match tokio::time::timeout(limit, next.run(req)).await {
+        Ok(response) => response,
+        Err(_) => {
+            tracing::warn!(?limit, "request ran past its time limit");
+            ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "TIMEOUT",
+                format!(
+                    "the request took longer than {} s and was abandoned; retry it (with the same Idempotency-Key, to be safe)",
+                    limit.as_secs_f64()
+                ),
+            )
+            .with_header(header::RETRY_AFTER, HeaderValue::from_static("1"))
+            .into_response()
+        }
+    }
+}
+
 /// Every API answer is private to its caller and some carry a secret shown
 /// once (a new token, a pairing pin, a realtime ticket): no cache may keep
 /// one (RFC 9111 §5.2.2.5).
