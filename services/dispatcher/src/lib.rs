@@ -332,17 +332,46 @@ async fn housekeeping(ctx: &Ctx, shutdown: &CancellationToken) {
                 }
             }
             _ = slow.tick() => {
-                let retention = i64::try_from(ctx.config.log_retention.as_secs()).unwrap_or(i64::MAX);
-                let pruned = async {
-                    let mut conn = ctx.db.acquire().await?;
-                    tickiti_store::webhooks::prune(&mut conn, retention, 5_000).await
-                };
-                match pruned.await {
+                match prune_delivery_log(&ctx.db, ctx.config.log_retention, shutdown).await {
                     Ok(0) => {}
                     Ok(n) => tracing::info!(deliveries = n, "pruned the delivery log"),
                     Err(error) => tracing::warn!(%error, "pruning the delivery log failed"),
                 }
             }
         }
+    }
+}
+
+/// Deliveries deleted per statement while pruning (short transactions).
+const PRUNE_BATCH: i64 = 5_000;
+/// Longest one pruning round goes on; the next round (a minute later) resumes.
+const PRUNE_BUDGET: Duration = Duration::from_secs(30);
+
+/// Deletes finished deliveries older than `retention` (with their attempts
+/// and unreferenced events), batch after batch until a batch comes back
+/// short, the budget is spent or shutdown: so the log keeps up with any
+/// delivery rate the database can delete at, not a fixed number a minute.
+/// Returns the deliveries deleted.
+pub async fn prune_delivery_log(
+    db: &sqlx::PgPool,
+    retention: Duration,
+    shutdown: &CancellationToken,
+) -> anyhow::Result<u64> {
+    let retention = i64::try_from(retention.as_secs()).unwrap_or(i64::MAX);
+    let started = tokio::time::Instant::now();
+    let mut total = 0;
+    loop {
+        let mut conn = db.acquire().await?;
+        let pruned = tickiti_store::webhooks::prune(&mut conn, retention, PRUNE_BATCH).await?;
+        drop(conn);
+        total += pruned;
+        if pruned < PRUNE_BATCH.unsigned_abs()
+            || started.elapsed() >= PRUNE_BUDGET
+            || shutdown.is_cancelled()
+        {
+            return Ok(total);
+        }
+        // Let the deliveries being sent have the database between batches.
+        tokio::task::yield_now().await;
     }
 }

@@ -1065,3 +1065,57 @@ async fn an_unknown_event_type_is_parked_and_counted(db: PgPool) {
     dispatcher.stop().await;
     TestDispatcher::cleanup(&app.prefix).await;
 }
+
+/// One pruning round removes every expired delivery, however many there
+/// are (before: 5 000 a minute, so a log filling faster never shrank), and
+/// nothing that is recent or unfinished.
+#[sqlx::test(migrator = "tickiti_store::MIGRATOR")]
+async fn one_pruning_round_keeps_up_with_any_delivery_rate(db: PgPool) {
+    use uuid::{NoContext, Timestamp, Uuid};
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let two_days_ago = now - 2 * 86_400;
+    let old_ids: Vec<Uuid> = (0..12_345u32)
+        .map(|i| Uuid::new_v7(Timestamp::from_unix(NoContext, two_days_ago, i * 1_000)))
+        .collect();
+    let recent_ids: Vec<Uuid> = (0..100).map(|_| Uuid::now_v7()).collect();
+    let (endpoint, org) = (Uuid::now_v7(), Uuid::now_v7());
+    // Old and finished (pruned), old and still retrying (kept), recent (kept).
+    for (ids, status, age) in [
+        (&old_ids[..12_300], "success", "2 days"),
+        (&old_ids[12_300..], "retrying", "2 days"),
+        (&recent_ids[..], "failed", "0 days"),
+    ] {
+        sqlx::query(
+            "INSERT INTO webhook_deliveries (id, endpoint_id, organization_id, event_id, event_type, status, updated_at)
+             SELECT id, $2, $3, gen_random_uuid(), 'ticket.created', $4, now() - $5::interval
+             FROM UNNEST($1::uuid[]) AS id",
+        )
+        .bind(ids)
+        .bind(endpoint)
+        .bind(org)
+        .bind(status)
+        .bind(age)
+        .execute(&db)
+        .await
+        .unwrap();
+    }
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let pruned =
+        tickiti_dispatcher::prune_delivery_log(&db, Duration::from_secs(86_400), &shutdown)
+            .await
+            .unwrap();
+    assert_eq!(pruned, 12_300);
+    let left: Vec<(String, i64)> = sqlx::query_as(
+        "SELECT status, count(*) FROM webhook_deliveries GROUP BY status ORDER BY status",
+    )
+    .fetch_all(&db)
+    .await
+    .unwrap();
+    assert_eq!(
+        left,
+        vec![("failed".to_owned(), 100), ("retrying".to_owned(), 45)]
+    );
+}
