@@ -121,7 +121,7 @@ pub fn serve_with(
         shutdown.clone(),
     ));
     let housekeeping = tokio::spawn(housekeeping(state.clone(), shutdown.clone()));
-    tokio::spawn(routes::realtime::perspective_counts(
+    tokio::spawn(crate::counts::perspective_counts(
         state.clone(),
         shutdown.clone(),
     ));

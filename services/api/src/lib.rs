@@ -5,6 +5,7 @@
 pub mod admin;
 pub mod app;
 pub mod config;
+pub mod counts;
 pub mod events;
 pub mod http;
 pub mod relay;
