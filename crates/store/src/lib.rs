@@ -30,6 +30,20 @@ pub use sqlx::{PgConnection, PgPool};
 /// The migrations of the api's database, embedded in the binary.
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/api");
 
+/// Whether the database answers within `within` (readiness probes of every service).
+pub async fn answers(pool: &PgPool, within: std::time::Duration) -> bool {
+    tokio::time::timeout(within, sqlx::query("SELECT 1").execute(pool))
+        .await
+        .is_ok_and(|r| r.is_ok())
+}
+
+/// The newest migration applied to this database (None: none yet).
+pub async fn schema_version(pool: &PgPool) -> std::result::Result<Option<i64>, sqlx::Error> {
+    sqlx::query_scalar("SELECT max(version) FROM _sqlx_migrations WHERE success")
+        .fetch_one(pool)
+        .await
+}
+
 /// Runs the migrations on one connection of `pool` with no statement
 /// time-out (an index on a large table takes as long as it takes), then
 /// gives the connection back with its own setting.

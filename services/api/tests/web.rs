@@ -116,3 +116,25 @@ async fn the_api_reference_is_served_with_its_viewer_and_no_cdn(db: PgPool) {
         );
     }
 }
+
+/// The OpenAPI document as a snapshot (insta): any change to the API's
+/// routes, schemas or limits shows as a reviewed diff in
+/// `tests/snapshots/`. After an intended change: `cargo insta review`, or
+/// `INSTA_UPDATE=always cargo nextest run -p tickiti-api -E 'test(openapi_document)'`.
+#[sqlx::test(migrator = "tickiti_store::MIGRATOR")]
+async fn the_openapi_document_changes_only_on_purpose(db: PgPool) {
+    let app = TestApp::spawn(db).await;
+    let spec: serde_json::Value = app
+        .client
+        .get(app.url("/api/v1/openapi.json"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    insta::assert_json_snapshot!("openapi", spec, {
+        // The crate's version moves with every release, not with the API.
+        ".info.version" => "[version]"
+    });
+}

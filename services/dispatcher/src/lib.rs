@@ -178,12 +178,7 @@ pub fn serve(
 }
 
 async fn readyz(State(ctx): State<Arc<Ctx>>) -> (StatusCode, axum::Json<serde_json::Value>) {
-    let database = tokio::time::timeout(
-        Duration::from_secs(2),
-        sqlx::query("SELECT 1").execute(&ctx.db),
-    )
-    .await
-    .is_ok_and(|r| r.is_ok());
+    let database = tickiti_store::answers(&ctx.db, Duration::from_secs(2)).await;
     let broker = ctx.bus.is_connected();
     let schema = ctx.schema_ready.load(std::sync::atomic::Ordering::Relaxed);
     let queues = ctx.queues_ready.load(std::sync::atomic::Ordering::Relaxed);
@@ -214,10 +209,7 @@ async fn run(ctx: Arc<Ctx>, shutdown: CancellationToken) {
         .max()
         .unwrap_or(0);
     loop {
-        let present: Result<Option<i64>, _> =
-            sqlx::query_scalar("SELECT max(version) FROM _sqlx_migrations WHERE success")
-                .fetch_one(&ctx.db)
-                .await;
+        let present = tickiti_store::schema_version(&ctx.db).await;
         if matches!(present, Ok(Some(version)) if version >= needed) {
             break;
         }

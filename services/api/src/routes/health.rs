@@ -21,12 +21,7 @@ pub fn router() -> Router<AppState> {
 /// 200 when Postgres answers and RabbitMQ is connected, else 503. While the
 /// broker is down the api still accepts writes: the outbox holds the events.
 async fn readyz(State(state): State<AppState>) -> (StatusCode, axum::Json<serde_json::Value>) {
-    let database = tokio::time::timeout(
-        std::time::Duration::from_secs(2),
-        sqlx::query("SELECT 1").execute(&state.db),
-    )
-    .await
-    .is_ok_and(|r| r.is_ok());
+    let database = tickiti_store::answers(&state.db, std::time::Duration::from_secs(2)).await;
     let broker = state.bus.is_connected();
     let status = if database && broker {
         StatusCode::OK
