@@ -250,36 +250,11 @@ pub const MAX_ATTEMPTS: usize = 20;
 /// Longest single delay in a schedule (a week).
 pub const MAX_DELAY: Duration = Duration::from_secs(7 * 24 * 3600);
 
-/// Parses a duration such as `500ms`, `0s`, `1m`, `2h`, `30d`.
-pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    let text = text.trim();
-    let split = text
-        .find(|c: char| !c.is_ascii_digit())
-        .ok_or_else(|| format!("{text:?}: a unit is required (ms, s, m, h, d)"))?;
-    let (number, unit) = text.split_at(split);
-    let n: u64 = number
-        .parse()
-        .map_err(|_| format!("{text:?}: expected a whole number and a unit, e.g. 30s"))?;
-    let secs = |mult: u64| {
-        n.checked_mul(mult)
-            .map(Duration::from_secs)
-            .ok_or_else(|| format!("{text:?} is too long"))
-    };
-    match unit {
-        "ms" => Ok(Duration::from_millis(n)),
-        "s" => secs(1),
-        "m" => secs(60),
-        "h" => secs(3600),
-        "d" => secs(86_400),
-        other => Err(format!("{text:?}: unknown unit {other:?} (ms, s, m, h, d)")),
-    }
-}
-
 /// Parses a comma-separated retry schedule (`0s,1m,5m`): one delay per attempt.
 pub fn parse_schedule(text: &str) -> Result<Vec<Duration>, String> {
     let delays = text
         .split(',')
-        .map(parse_duration)
+        .map(crate::duration::parse_duration)
         .collect::<Result<Vec<_>, _>>()?;
     check_schedule(&delays)?;
     Ok(delays)
@@ -475,7 +450,7 @@ mod tests {
         assert!(parse_schedule("1x").is_err());
         assert!(parse_schedule("10").is_err());
         assert_eq!(
-            parse_duration("30d").unwrap(),
+            crate::duration::parse_duration("30d").unwrap(),
             Duration::from_secs(30 * 86_400)
         );
     }

@@ -3,7 +3,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use tickiti_domain::webhook::parse_duration;
+use tickiti_domain::duration::parse_duration;
 
 /// Deployment kind: production refuses unsafe defaults.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]

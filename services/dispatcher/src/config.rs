@@ -3,7 +3,8 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use tickiti_domain::webhook::{DEFAULT_RETRY_SCHEDULE, parse_duration, parse_schedule};
+use tickiti_domain::duration::parse_duration;
+use tickiti_domain::webhook::{DEFAULT_RETRY_SCHEDULE, parse_schedule};
 
 /// Deployment kind: production refuses to run without a master key.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]

@@ -373,7 +373,7 @@ fn check_schedule(v: &mut Validation, delays: &[Delay]) -> Vec<i32> {
             Delay::Seconds(n) => u64::try_from(*n)
                 .map(Duration::from_secs)
                 .map_err(|_| "must not be negative".to_owned()),
-            Delay::Text(text) => webhook::parse_duration(text),
+            Delay::Text(text) => tickiti_domain::duration::parse_duration(text),
         };
         match parsed {
             Ok(d) if d.subsec_nanos() != 0 => v.error(field, "must be whole seconds"),
