@@ -256,10 +256,28 @@ pub fn session_cookie(headers: &axum::http::HeaderMap) -> Option<String> {
         .get_all(header::COOKIE)
         .iter()
         .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|pair| pair.trim().split_once('='))
-        .find(|(name, _)| *name == SESSION_COOKIE)
-        .map(|(_, value)| value.to_owned())
+        .flat_map(cookie::Cookie::split_parse)
+        .filter_map(Result::ok)
+        .find(|c| c.name() == SESSION_COOKIE)
+        .map(|c| c.value().to_owned())
+}
+
+/// The `Set-Cookie` value of the session cookie: `HttpOnly`, `SameSite=Lax`,
+/// the whole site, `Secure` when asked; an empty value with `max_age` zero
+/// clears it.
+pub fn session_set_cookie(
+    value: &str,
+    max_age: time::Duration,
+    secure: bool,
+) -> Result<HeaderValue, axum::http::header::InvalidHeaderValue> {
+    let cookie = cookie::Cookie::build((SESSION_COOKIE, value))
+        .path("/")
+        .http_only(true)
+        .same_site(cookie::SameSite::Lax)
+        .max_age(max_age)
+        .secure(secure)
+        .build();
+    HeaderValue::from_str(&cookie.to_string())
 }
 
 /// The client's limit key (its address, see [`super::client`]), for
@@ -406,5 +424,43 @@ async fn resolve(
                 csrf_token: Some(csrf),
             }))
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_session_cookie_is_set_read_and_cleared() {
+        let set = session_set_cookie("abc", time::Duration::hours(12), true)
+            .unwrap_or_else(|_| unreachable!());
+        let set = set.to_str().unwrap_or_default();
+        for part in [
+            "tickiti_session=abc",
+            "HttpOnly",
+            "SameSite=Lax",
+            "Path=/",
+            "Max-Age=43200",
+            "Secure",
+        ] {
+            assert!(set.split("; ").any(|p| p == part), "{part} in {set}");
+        }
+        let clear =
+            session_set_cookie("", time::Duration::ZERO, false).unwrap_or_else(|_| unreachable!());
+        let clear = clear.to_str().unwrap_or_default();
+        assert!(
+            clear.contains("Max-Age=0") && !clear.contains("Secure"),
+            "{clear}"
+        );
+
+        let mut headers = axum::http::HeaderMap::new();
+        headers.insert(
+            header::COOKIE,
+            HeaderValue::from_static("theme=dark; tickiti_session=xyz; other=1"),
+        );
+        assert_eq!(session_cookie(&headers).as_deref(), Some("xyz"));
+        headers.insert(header::COOKIE, HeaderValue::from_static("theme=dark"));
+        assert_eq!(session_cookie(&headers), None);
     }
 }

@@ -3,7 +3,7 @@
 
 use axum::Extension;
 use axum::extract::State;
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 use time::{Duration, OffsetDateTime};
@@ -12,7 +12,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::users::UserOut;
-use crate::http::guard::{ClientKey, SESSION_COOKIE, session_cookie};
+use crate::http::guard::{ClientKey, session_cookie, session_set_cookie};
 use crate::http::sign_in;
 use crate::http::{ApiError, ApiResult, Json};
 use crate::state::AppState;
@@ -102,16 +102,12 @@ pub async fn login(
         OffsetDateTime::now_utc() + SESSION_LIFETIME,
     )
     .await?;
-    let secure = if state.config.secure_cookies() {
-        "; Secure"
-    } else {
-        ""
-    };
-    let cookie = format!(
-        "{SESSION_COOKIE}={cookie_value}; Path=/; HttpOnly; SameSite=Lax; Max-Age={}{secure}",
-        SESSION_LIFETIME.whole_seconds()
-    );
-    let cookie = HeaderValue::from_str(&cookie).map_err(|e| ApiError::internal(&e))?;
+    let cookie = session_set_cookie(
+        &cookie_value,
+        SESSION_LIFETIME,
+        state.config.secure_cookies(),
+    )
+    .map_err(|e| ApiError::internal(&e))?;
     let body = LoginOut {
         user: UserOut::from(user),
         csrf_token,
@@ -128,9 +124,7 @@ pub async fn logout(State(state): State<AppState>, headers: HeaderMap) -> ApiRes
         let mut conn = state.db.acquire().await?;
         tickiti_store::sessions::delete(&mut conn, &tickiti_crypto::token_hash(&value)).await?;
     }
-    let clear = HeaderValue::from_str(&format!(
-        "{SESSION_COOKIE}=; Path=/; HttpOnly; SameSite=Lax; Max-Age=0"
-    ))
-    .map_err(|e| ApiError::internal(&e))?;
+    let clear = session_set_cookie("", Duration::ZERO, state.config.secure_cookies())
+        .map_err(|e| ApiError::internal(&e))?;
     Ok((StatusCode::NO_CONTENT, [(header::SET_COOKIE, clear)]).into_response())
 }
