@@ -135,25 +135,21 @@ async fn remote_opens_staff_submits_remote_finalizes_across_processes(db: PgPool
     };
     let staff = token("staff", "*");
     let remote = token("shop", "create-ticket");
-    let api_port = tickiti_testkit::free_port();
-    let _api = Running(
+    let (api_child, api_addr) = tickiti_testkit::spawn_listening(
         service("tickiti-api", &db_url, &prefix)
-            .env("TICKITI_LISTEN", format!("127.0.0.1:{api_port}"))
             .env("API_RATE_LIMIT", "off")
-            .arg("serve")
-            .spawn()
-            .unwrap(),
+            .arg("serve"),
+        "TICKITI_LISTEN",
     );
-    let api = format!("http://127.0.0.1:{api_port}");
+    let _api = Running(api_child);
+    let api = format!("http://{api_addr}");
     wait_ready(&http, &format!("{api}/readyz")).await;
-    let dispatcher_port = tickiti_testkit::free_port();
-    let _dispatcher = Running(
-        service("tickiti-dispatcher", &db_url, &prefix)
-            .env("DISPATCHER_LISTEN", format!("127.0.0.1:{dispatcher_port}"))
-            .spawn()
-            .unwrap(),
+    let (dispatcher_child, dispatcher_addr) = tickiti_testkit::spawn_listening(
+        &mut service("tickiti-dispatcher", &db_url, &prefix),
+        "DISPATCHER_LISTEN",
     );
-    wait_ready(&http, &format!("http://127.0.0.1:{dispatcher_port}/readyz")).await;
+    let _dispatcher = Running(dispatcher_child);
+    wait_ready(&http, &format!("http://{dispatcher_addr}/readyz")).await;
 
     // The remote system: answers an epilog call with the final object.
     let shop = Receiver::start().await;

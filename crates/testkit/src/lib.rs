@@ -56,12 +56,61 @@ pub fn database_url(db: &PgPool) -> String {
     format!("{server}/{name}")
 }
 
-/// A free local port, for a service started as a child process.
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|listener| listener.local_addr())
-        .map(|addr| addr.port())
-        .unwrap()
+/// Starts a service binary told to listen on port 0 and reads its JSON log
+/// until it says where it listens (its `… listening` line's `addr`): no
+/// port is picked in advance, so no other process can take it meanwhile.
+/// The log keeps being drained (echoed to stderr, so failures show it);
+/// `listen_variable` names the variable to set (`TICKITI_LISTEN`, …).
+pub fn spawn_listening(
+    command: &mut std::process::Command,
+    listen_variable: &str,
+) -> (std::process::Child, SocketAddr) {
+    use std::io::BufRead as _;
+
+    // The `listening` line is at info level: keep it whatever the filter.
+    let filter = command
+        .get_envs()
+        .find(|(key, _)| *key == "RUST_LOG")
+        .and_then(|(_, value)| value.map(|v| v.to_string_lossy().into_owned()))
+        .or_else(|| std::env::var("RUST_LOG").ok())
+        .unwrap_or_else(|| "info".to_owned());
+    let mut child = command
+        .env(listen_variable, "127.0.0.1:0")
+        .env(
+            "RUST_LOG",
+            format!("{filter},tickiti_api::app=info,tickiti_dispatcher=info,tickiti_realtime=info"),
+        )
+        .env("LOG_FORMAT", "json")
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let (found, address) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut found = Some(found);
+        for line in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
+            eprintln!("{line}");
+            let Ok(entry) = serde_json::from_str::<Value>(&line) else {
+                continue;
+            };
+            let listening = entry["message"]
+                .as_str()
+                .is_some_and(|m| m.ends_with(" listening"));
+            if listening
+                && let Some(addr) = entry["addr"].as_str().and_then(|a| a.parse().ok())
+                && let Some(found) = found.take()
+            {
+                let _ = found.send(addr);
+            }
+        }
+    });
+    let addr = address
+        .recv_timeout(Duration::from_secs(30))
+        .expect("the service did not say where it listens within 30 s");
+    (child, addr)
 }
 
 /// A bus prefix no other test uses.

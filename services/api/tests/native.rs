@@ -2,7 +2,7 @@
 //! the admin commands (JSON on stdout), serve, and a graceful SIGTERM.
 #![allow(clippy::unwrap_used)]
 
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 use serde_json::{Value, json};
@@ -89,14 +89,10 @@ async fn the_binary_migrates_administers_serves_and_stops_gracefully(db: PgPool)
         .unwrap();
     assert!(!bad.status.success());
 
-    let port = tickiti_testkit::free_port();
-    let mut server = api(&url, &prefix)
-        .env("TICKITI_LISTEN", format!("127.0.0.1:{port}"))
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
+    let (mut server, addr) =
+        tickiti_testkit::spawn_listening(&mut api(&url, &prefix), "TICKITI_LISTEN");
     let client = reqwest::Client::new();
-    let base = format!("http://127.0.0.1:{port}");
+    let base = format!("http://{addr}");
     let mut up = false;
     for _ in 0..100 {
         if client.get(format!("{base}/healthz")).send().await.is_ok() {
