@@ -4,6 +4,7 @@
 //! trusted by the store and the services.
 
 pub mod ability;
+pub mod calendar;
 pub mod duration;
 pub mod event;
 pub mod filter;
