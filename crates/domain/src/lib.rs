@@ -11,6 +11,7 @@ pub mod filter;
 pub mod intervention;
 pub mod mention;
 pub mod organization;
+pub mod sla;
 pub mod ticket;
 pub mod validation;
 pub mod webhook;
