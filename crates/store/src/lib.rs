@@ -7,6 +7,7 @@
 //! against the migrations (`.sqlx/` holds the offline data).
 
 pub mod audit;
+pub mod calendars;
 pub mod contacts;
 pub mod idempotency;
 pub mod interventions;

@@ -2,6 +2,7 @@
 //! carry `#[utoipa::path]` so the OpenAPI document is generated from them.
 
 pub mod auth;
+pub mod business_calendars;
 pub mod contacts;
 pub mod health;
 pub mod interventions;
@@ -79,4 +80,5 @@ pub fn api_v1() -> OpenApiRouter<AppState> {
         .merge(webhooks::router())
         .merge(interventions::router())
         .merge(realtime::router())
+        .merge(business_calendars::router())
 }
