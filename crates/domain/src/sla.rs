@@ -12,48 +12,16 @@ use std::time::Duration;
 use jiff::Timestamp;
 
 use crate::calendar::BusinessCalendar;
+use crate::string_enum;
 
-/// What a clock measures.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum Metric {
-    /// Until the first public message from staff.
-    FirstResponse,
-    /// From a contact's message after a staff reply until the next staff reply.
-    NextResponse,
-    /// Until the ticket is solved or closed.
-    Resolution,
-}
-
-impl Metric {
-    /// Every metric, in the order answers list them.
-    pub const ALL: [Metric; 3] = [
-        Metric::FirstResponse,
-        Metric::NextResponse,
-        Metric::Resolution,
-    ];
-
-    /// The API's name.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Metric::FirstResponse => "first_response",
-            Metric::NextResponse => "next_response",
-            Metric::Resolution => "resolution",
-        }
+string_enum!(
+    /// What a clock measures.
+    Metric {
+        FirstResponse => "first_response",
+        NextResponse => "next_response",
+        Resolution => "resolution",
     }
-}
-
-impl std::str::FromStr for Metric {
-    type Err = String;
-
-    fn from_str(text: &str) -> Result<Self, Self::Err> {
-        Metric::ALL
-            .into_iter()
-            .find(|m| m.as_str() == text)
-            .ok_or_else(|| {
-                format!("{text:?} is not a metric (first_response, next_response, resolution)")
-            })
-    }
-}
+);
 
 /// A target: the metric is due `within` of business time; a warning
 /// `warn_before` that.
@@ -65,31 +33,17 @@ pub struct Target {
     pub warn_before: Option<Duration>,
 }
 
-/// Where a clock stands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum State {
-    /// Counting.
-    Running,
-    /// Stopped by a pause status; resumes where it stopped.
-    Paused,
-    /// Met (or, for resolution, the ticket was solved) before it was due.
-    Fulfilled,
-    /// Due time passed first. It may still be fulfilled later (the breach
-    /// stays on record).
-    Breached,
-}
-
-impl State {
-    /// The API's name.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            State::Running => "running",
-            State::Paused => "paused",
-            State::Fulfilled => "fulfilled",
-            State::Breached => "breached",
-        }
+string_enum!(
+    /// Where a clock stands: counting, stopped by a pause status, met
+    /// before it was due, or past due (it may still be met later; the
+    /// breach stays on record).
+    State {
+        Running => "running",
+        Paused => "paused",
+        Fulfilled => "fulfilled",
+        Breached => "breached",
     }
-}
+);
 
 /// One clock.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -231,24 +185,14 @@ impl Clock {
     }
 }
 
-/// An escalation stage of a clock.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Stage {
-    /// `warn_before` the due time.
-    Warning,
-    /// The due time passed.
-    Breach,
-}
-
-impl Stage {
-    /// The API's name.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Stage::Warning => "warning",
-            Stage::Breach => "breach",
-        }
+string_enum!(
+    /// An escalation stage of a clock: `warn_before` the due time, or the
+    /// due time passed.
+    Stage {
+        Warning => "warning",
+        Breach => "breach",
     }
-}
+);
 
 #[cfg(test)]
 mod tests {
@@ -349,7 +293,7 @@ mod tests {
     #[test]
     fn metrics_parse_and_print() {
         for metric in Metric::ALL {
-            assert_eq!(metric.as_str().parse::<Metric>(), Ok(metric));
+            assert_eq!(metric.as_str().parse::<Metric>().ok(), Some(*metric));
         }
         assert!("response".parse::<Metric>().is_err());
     }

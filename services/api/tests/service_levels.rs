@@ -173,3 +173,175 @@ async fn bad_calendars_are_refused_and_change_nothing(db: PgPool) {
         .unwrap();
     assert_eq!(stored, 0);
 }
+
+fn policy(calendar_id: Option<&str>, queue_id: &str) -> serde_json::Value {
+    json!({
+        "name": "Gold",
+        "position": 1,
+        "queue_ids": [queue_id],
+        "calendar_id": calendar_id,
+        "targets": [
+            { "priority": "urgent", "metric": "first_response", "within": "30m", "warn_before": "10m" },
+            { "priority": "urgent", "metric": "resolution", "within": "1d" },
+            { "priority": "normal", "metric": "next_response", "within": "4h" }
+        ]
+    })
+}
+
+#[sqlx::test(migrator = "tickiti_store::MIGRATOR")]
+async fn admins_manage_sla_policies_and_a_calendar_in_use_stays(db: PgPool) {
+    let app = TestApp::spawn(db).await;
+    let org = app.org("Acme").await;
+    let calendar = app
+        .post("/api/v1/business-calendars", &org.token, office())
+        .await;
+    let calendar_id = calendar.body["id"].as_str().unwrap().to_owned();
+    let queue = app
+        .post("/api/v1/queues", &org.token, json!({ "name": "Billing" }))
+        .await;
+    let queue_id = queue.body["id"].as_str().unwrap().to_owned();
+
+    let created = app
+        .post(
+            "/api/v1/sla-policies",
+            &org.token,
+            policy(Some(&calendar_id), &queue_id),
+        )
+        .await;
+    assert_eq!(created.status, 201, "{}", created.body);
+    assert_eq!(
+        created.body["pause_statuses"],
+        json!(["pending", "on_hold"]),
+        "the default"
+    );
+    assert_eq!(created.body["targets"][0]["warn_before"], "10m");
+    let path = format!(
+        "/api/v1/sla-policies/{}",
+        created.body["id"].as_str().unwrap()
+    );
+    assert_eq!(app.get(&path, &org.token).await.body, created.body);
+
+    // The calendar is in use: it stays until the policy lets go of it.
+    let calendar_path = format!("/api/v1/business-calendars/{calendar_id}");
+    let refused = app.delete(&calendar_path, &org.token).await;
+    assert_eq!((refused.status, refused.code()), (409, "CALENDAR_IN_USE"));
+    let around_the_clock = app
+        .patch(
+            &path,
+            &org.token,
+            json!({ "calendar_id": null, "pause_statuses": ["on_hold"] }),
+        )
+        .await;
+    assert_eq!(around_the_clock.status, 200, "{}", around_the_clock.body);
+    assert_eq!(around_the_clock.body["calendar_id"], json!(null));
+    assert_eq!(around_the_clock.body["targets"], created.body["targets"]);
+    assert_eq!(app.delete(&calendar_path, &org.token).await.status, 204);
+
+    let (_, _, agent) = app.user(&org, "Bob", Role::Agent, &[Ability::All]).await;
+    assert_eq!(app.get("/api/v1/sla-policies", &agent).await.status, 403);
+    assert_eq!(app.delete(&path, &org.token).await.status, 204);
+    assert_eq!(
+        app.get(&path, &org.token).await.code(),
+        "SLA_POLICY_NOT_FOUND"
+    );
+}
+
+/// Each bad policy is a 422 naming the field, and nothing is stored.
+#[sqlx::test(migrator = "tickiti_store::MIGRATOR")]
+async fn bad_policies_are_refused_and_change_nothing(db: PgPool) {
+    let app = TestApp::spawn(db.clone()).await;
+    let org = app.org("Acme").await;
+    let other = app.org("Other").await;
+    let foreign_queue = app
+        .post("/api/v1/queues", &other.token, json!({ "name": "Theirs" }))
+        .await;
+    let queue = app
+        .post("/api/v1/queues", &org.token, json!({ "name": "Billing" }))
+        .await;
+    let queue_id = queue.body["id"].as_str().unwrap().to_owned();
+    let with_target = |target: serde_json::Value| {
+        let mut body = policy(None, &queue_id);
+        body["targets"] = json!([target]);
+        body
+    };
+    let cases = [
+        (
+            "targets[0].within",
+            with_target(json!({ "priority": "low", "metric": "resolution", "within": "4 hours" })),
+        ),
+        (
+            "targets[0].within",
+            with_target(json!({ "priority": "low", "metric": "resolution", "within": "0s" })),
+        ),
+        (
+            "targets[0].warn_before",
+            with_target(
+                json!({ "priority": "low", "metric": "resolution", "within": "1h", "warn_before": "2h" }),
+            ),
+        ),
+        ("targets", {
+            let mut b = policy(None, &queue_id);
+            b["targets"] = json!([]);
+            b
+        }),
+        ("targets[1]", {
+            let mut b = policy(None, &queue_id);
+            b["targets"] = json!([
+                { "priority": "low", "metric": "resolution", "within": "1h" },
+                { "priority": "low", "metric": "resolution", "within": "2h" }
+            ]);
+            b
+        }),
+        (
+            "queue_ids[0]",
+            policy(None, foreign_queue.body["id"].as_str().unwrap()),
+        ),
+        (
+            "calendar_id",
+            policy(Some("0190a5c8-0000-7000-8000-000000000000"), &queue_id),
+        ),
+        ("pause_statuses[0]", {
+            let mut b = policy(None, &queue_id);
+            b["pause_statuses"] = json!(["solved"]);
+            b
+        }),
+    ];
+    for (field, body) in cases {
+        let reply = app
+            .post("/api/v1/sla-policies", &org.token, body.clone())
+            .await;
+        assert_eq!(
+            (reply.status, reply.code()),
+            (422, "VALIDATION_FAILED"),
+            "{body}: {}",
+            reply.body
+        );
+        let fields: Vec<&str> = reply.body["errors"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|e| e["field"].as_str())
+            .collect();
+        assert!(fields.contains(&field), "{field} in {fields:?} for {body}");
+    }
+    for (what, target) in [
+        (
+            "metric",
+            json!({ "priority": "low", "metric": "happiness", "within": "1h" }),
+        ),
+        (
+            "priority",
+            json!({ "priority": "whenever", "metric": "resolution", "within": "1h" }),
+        ),
+    ] {
+        let reply = app
+            .post("/api/v1/sla-policies", &org.token, with_target(target))
+            .await;
+        assert_eq!(reply.status, 422, "an unknown {what}: {}", reply.body);
+    }
+    let stored: i64 = sqlx::query_scalar("SELECT count(*) FROM sla_policies")
+        .fetch_one(&db)
+        .await
+        .unwrap();
+    assert_eq!(stored, 0);
+}

@@ -369,9 +369,10 @@ pub async fn update_calendar(
     Ok(axum::Json(calendar.into()))
 }
 
-/// Delete a business calendar (ability `admin`).
+/// Delete a business calendar (ability `admin`; 409 `CALENDAR_IN_USE` while a policy counts in it).
 #[utoipa::path(delete, path = "/business-calendars/{id}", tag = "service levels", params(("id" = Uuid, Path)),
-    responses((status = 204), (status = 404, body = crate::http::error::Problem)),
+    responses((status = 204), (status = 404, body = crate::http::error::Problem),
+              (status = 409, description = "CALENDAR_IN_USE", body = crate::http::error::Problem)),
     security(("bearer" = []), ("session" = [])))]
 #[tracing::instrument(skip_all, fields(calendar.id = %id))]
 pub async fn delete_calendar(
@@ -382,7 +383,16 @@ pub async fn delete_calendar(
     principal.require(Ability::Admin)?;
     let id = parse_id(&id, NOT_FOUND, "business calendar")?;
     let mut conn = state.db.acquire().await?;
-    if !calendars::delete(&mut conn, principal.org(), id).await? {
+    let deleted = calendars::delete(&mut conn, principal.org(), id)
+        .await
+        .map_err(|e| match e {
+            StoreError::InUse { .. } => ApiError::conflict(
+                "CALENDAR_IN_USE",
+                "an SLA policy counts in this calendar; change or delete the policy first",
+            ),
+            other => other.into(),
+        })?;
+    if !deleted {
         return Err(ApiError::not_found(NOT_FOUND, "business calendar"));
     }
     Ok(StatusCode::NO_CONTENT)

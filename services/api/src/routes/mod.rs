@@ -11,6 +11,7 @@ pub mod messages;
 pub mod perspectives;
 pub mod queues;
 pub mod realtime;
+pub mod sla_policies;
 pub mod tickets;
 pub mod time_entries;
 pub mod tokens;
@@ -81,4 +82,5 @@ pub fn api_v1() -> OpenApiRouter<AppState> {
         .merge(interventions::router())
         .merge(realtime::router())
         .merge(business_calendars::router())
+        .merge(sla_policies::router())
 }
