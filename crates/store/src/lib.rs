@@ -46,6 +46,15 @@ pub async fn schema_version(pool: &PgPool) -> std::result::Result<Option<i64>, s
         .await
 }
 
+/// Lifts the statement time-out for the rest of the transaction on `conn`
+/// (background work on a pool whose statements are bounded for requests).
+pub async fn unbounded_statements(conn: &mut PgConnection) -> Result<()> {
+    sqlx::query("SET LOCAL statement_timeout = 0")
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
 /// Runs the migrations on one connection of `pool` with no statement
 /// time-out (an index on a large table takes as long as it takes), then
 /// gives the connection back with its own setting.

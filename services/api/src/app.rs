@@ -158,12 +158,16 @@ async fn housekeeping(state: AppState, shutdown: CancellationToken) {
         }
         state.rate_limiter.forget_idle_keys();
         let pruned = async {
-            let mut conn = state.db.acquire().await?;
-            tickiti_store::sessions::prune_expired(&mut conn).await?;
-            tickiti_store::idempotency::prune(&mut conn).await?;
-            tickiti_store::outbox::prune_published(&mut conn, 24).await?;
-            tickiti_store::login_attempts::prune(&mut conn, crate::http::sign_in::WINDOW_SECS)
+            // Background work, not a request: the pool's statement time-out
+            // must not cut off a large prune (it would fail every minute).
+            let mut tx = state.db.begin().await?;
+            tickiti_store::unbounded_statements(&mut tx).await?;
+            tickiti_store::sessions::prune_expired(&mut tx).await?;
+            tickiti_store::idempotency::prune(&mut tx).await?;
+            tickiti_store::outbox::prune_published(&mut tx, 24).await?;
+            tickiti_store::login_attempts::prune(&mut tx, crate::http::sign_in::WINDOW_SECS)
                 .await?;
+            tx.commit().await?;
             Ok::<_, tickiti_store::StoreError>(())
         };
         if let Err(error) = pruned.await {

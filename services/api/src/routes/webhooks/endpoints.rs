@@ -1,10 +1,4 @@
-//! `/webhooks`: endpoint management, the delivery log, `test`, `resend` and
-//! `recover` (CONTRACT §3, seed 002).
-//!
-//! The api never calls a receiver itself: `test`, `resend` and `recover`
-//! write delivery rows and, in the same transaction, a dispatch command to
-//! the outbox; `tickiti-dispatcher` queues and sends them. Secrets are stored
-//! sealed (AES-256-GCM under `TICKITI_MASTER_KEY`) and shown only at creation.
+//! Webhook endpoints: create, read, change, delete, and every check of their fields.
 
 use std::collections::BTreeSet;
 use std::net::IpAddr;
@@ -13,36 +7,20 @@ use std::time::Duration;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
-use tickiti_domain::webhook::{
-    self, DeliveryStatus, EndpointStatus, PayloadFormat, UrlProblem, classify_ip,
-};
-use tickiti_domain::{Ability, EventEnvelope, EventType, Validation};
-use tickiti_store::webhooks::{self, Delivery, Endpoint, EndpointChanges, NewEndpoint};
+use tickiti_domain::webhook::{self, EndpointStatus, PayloadFormat, UrlProblem, classify_ip};
+use tickiti_domain::{Ability, EventType, Validation};
+use tickiti_store::webhooks::{self, Endpoint, EndpointChanges, NewEndpoint};
 use time::OffsetDateTime;
 use utoipa::ToSchema;
-use utoipa_axum::router::OpenApiRouter;
-use utoipa_axum::routes;
 use uuid::Uuid;
 
+use super::{NOT_FOUND, find_endpoint};
 use crate::http::extract::{Cursor, NoFilter, PageParams, nullable, parse_id};
 use crate::http::{ApiError, ApiResult, Json, ListOut, ListQuery, Principal};
 use crate::state::AppState;
 
-/// The webhook routes.
-pub fn router() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new()
-        .routes(routes!(list_webhooks, create_webhook))
-        .routes(routes!(get_webhook, update_webhook, delete_webhook))
-        .routes(routes!(test_webhook))
-        .routes(routes!(list_deliveries))
-        .routes(routes!(resend_delivery))
-        .routes(routes!(recover_webhook))
-}
-
-const NOT_FOUND: &str = "WEBHOOK_NOT_FOUND";
 /// `Cache-Control: no-store`, on the one answer that shows a secret.
 type NoStore = [(axum::http::HeaderName, axum::http::HeaderValue); 1];
-const DELIVERY_NOT_FOUND: &str = "DELIVERY_NOT_FOUND";
 /// Longest description.
 pub const DESCRIPTION_MAX: usize = 500;
 /// Secret length bounds (characters).
@@ -201,77 +179,6 @@ pub struct WebhookPatch {
     /// Extra static headers (replaces them all).
     #[schema(value_type = Option<Object>)]
     pub headers: Option<serde_json::Map<String, serde_json::Value>>,
-}
-
-/// A delivery as the log shows it.
-#[derive(Debug, Clone, Serialize, ToSchema)]
-pub struct DeliveryOut {
-    /// Id: the `X-Tickiti-Delivery` header, stable across retries.
-    pub id: Uuid,
-    /// The endpoint.
-    pub webhook_id: Uuid,
-    /// Event type.
-    pub event: String,
-    /// The event's id.
-    pub event_id: Uuid,
-    /// `pending`, `success`, `retrying` or `failed`.
-    #[schema(value_type = String)]
-    pub status: DeliveryStatus,
-    /// Attempts made so far.
-    pub attempt: i32,
-    /// Last attempt's HTTP status.
-    pub response_code: Option<i32>,
-    /// Last attempt's duration.
-    pub response_time_ms: Option<i32>,
-    /// Last attempt's error.
-    pub error: Option<String>,
-    /// Creation time.
-    #[serde(with = "time::serde::rfc3339")]
-    #[schema(value_type = String, format = DateTime)]
-    pub created_at: OffsetDateTime,
-    /// When the next attempt is due (`null` when none is).
-    #[serde(with = "time::serde::rfc3339::option")]
-    #[schema(value_type = Option<String>, format = DateTime)]
-    pub next_attempt_at: Option<OffsetDateTime>,
-}
-
-impl From<Delivery> for DeliveryOut {
-    fn from(d: Delivery) -> Self {
-        let status = d.status.parse().unwrap_or(DeliveryStatus::Pending);
-        let waiting = matches!(status, DeliveryStatus::Pending | DeliveryStatus::Retrying);
-        DeliveryOut {
-            id: d.id,
-            webhook_id: d.endpoint_id,
-            event: d.event_type,
-            event_id: d.event_id,
-            status,
-            attempt: d.attempt,
-            response_code: d.response_code,
-            response_time_ms: d.response_time_ms,
-            error: d.error,
-            created_at: d.created_at,
-            next_attempt_at: d.next_attempt_at.filter(|_| waiting),
-        }
-    }
-}
-
-/// `POST /webhooks/{id}/recover`.
-#[derive(Debug, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct RecoverIn {
-    /// Resend every failed delivery created since then (RFC 3339).
-    #[serde(with = "time::serde::rfc3339")]
-    #[schema(value_type = String, format = DateTime)]
-    pub since: OffsetDateTime,
-}
-
-/// What `recover` queued.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct RecoverOut {
-    /// How many failed deliveries are sent again.
-    pub recovered: usize,
-    /// Their ids.
-    pub delivery_ids: Vec<Uuid>,
 }
 
 fn invalid_url(problem: &UrlProblem) -> ApiError {
@@ -453,24 +360,6 @@ fn check_rate_limit(v: &mut Validation, rate: i32) {
         1,
         i64::from(RATE_LIMIT_MAX),
     );
-}
-
-async fn find_endpoint(state: &AppState, org: Uuid, raw_id: &str) -> ApiResult<Endpoint> {
-    let id = parse_id(raw_id, NOT_FOUND, "webhook")?;
-    let mut conn = state.db.acquire().await?;
-    webhooks::get(&mut conn, org, id)
-        .await?
-        .ok_or_else(|| ApiError::not_found(NOT_FOUND, "webhook"))
-}
-
-fn refuse_disabled(endpoint: &Endpoint) -> ApiResult<()> {
-    if endpoint.status == EndpointStatus::Disabled.as_str() {
-        return Err(ApiError::conflict(
-            "WEBHOOK_DISABLED",
-            "the webhook is disabled; enable it with PATCH {\"active\": true} first",
-        ));
-    }
-    Ok(())
 }
 
 /// List webhook endpoints, newest first.
@@ -686,119 +575,4 @@ pub async fn delete_webhook(
     } else {
         Err(ApiError::not_found(NOT_FOUND, "webhook"))
     }
-}
-
-/// Send `test.ping` to the endpoint now; answers with the (pending) delivery.
-#[utoipa::path(post, path = "/webhooks/{id}/test", tag = "webhooks", params(("id" = Uuid, Path)),
-    responses((status = 202, body = DeliveryOut), (status = 404, body = crate::http::error::Problem),
-              (status = 409, description = "WEBHOOK_DISABLED", body = crate::http::error::Problem)),
-    security(("bearer" = []), ("session" = [])))]
-#[tracing::instrument(skip_all)]
-pub async fn test_webhook(
-    State(state): State<AppState>,
-    principal: Principal,
-    Path(id): Path<String>,
-) -> ApiResult<(StatusCode, axum::Json<DeliveryOut>)> {
-    principal.require(Ability::WebhooksManage)?;
-    let endpoint = find_endpoint(&state, principal.org(), &id).await?;
-    refuse_disabled(&endpoint)?;
-    let envelope = EventEnvelope::new(
-        EventType::TestPing,
-        principal.org(),
-        serde_json::json!({
-            "webhook_id": endpoint.id,
-            "message": "This is a test delivery from Tickiti.",
-        }),
-    );
-    let payload = serde_json::to_value(&envelope).map_err(|e| ApiError::internal(&e))?;
-    let mut tx = state.db.begin().await?;
-    let delivery = webhooks::insert_manual(
-        &mut tx,
-        principal.org(),
-        endpoint.id,
-        envelope.id,
-        EventType::TestPing.as_str(),
-        &payload,
-    )
-    .await?;
-    webhooks::request_dispatch(&mut tx, principal.org(), &[delivery.id]).await?;
-    state.commit(tx).await?;
-    Ok((StatusCode::ACCEPTED, axum::Json(delivery.into())))
-}
-
-/// The endpoint's deliveries, newest first.
-#[utoipa::path(get, path = "/webhooks/{id}/deliveries", tag = "webhooks", params(("id" = Uuid, Path), PageParams),
-    responses((status = 200, body = ListOut<DeliveryOut>), (status = 404, body = crate::http::error::Problem)),
-    security(("bearer" = []), ("session" = [])))]
-#[tracing::instrument(skip_all)]
-pub async fn list_deliveries(
-    State(state): State<AppState>,
-    principal: Principal,
-    Path(id): Path<String>,
-    query: ListQuery<NoFilter>,
-) -> ApiResult<axum::Json<ListOut<DeliveryOut>>> {
-    principal.require(Ability::WebhooksManage)?;
-    let before = Cursor::after_id(query.cursor)?;
-    let endpoint = find_endpoint(&state, principal.org(), &id).await?;
-    let mut conn = state.db.acquire().await?;
-    let page =
-        webhooks::list_deliveries(&mut conn, principal.org(), endpoint.id, before, query.limit)
-            .await?;
-    Ok(axum::Json(ListOut::from_page(page, DeliveryOut::from)))
-}
-
-/// Make a new attempt of a delivery now, whatever its state.
-#[utoipa::path(post, path = "/webhooks/{id}/deliveries/{delivery_id}/resend", tag = "webhooks",
-    params(("id" = Uuid, Path), ("delivery_id" = Uuid, Path)),
-    responses((status = 202, body = DeliveryOut), (status = 404, body = crate::http::error::Problem),
-              (status = 409, description = "WEBHOOK_DISABLED", body = crate::http::error::Problem)),
-    security(("bearer" = []), ("session" = [])))]
-#[tracing::instrument(skip_all)]
-pub async fn resend_delivery(
-    State(state): State<AppState>,
-    principal: Principal,
-    Path((id, delivery_id)): Path<(String, String)>,
-) -> ApiResult<(StatusCode, axum::Json<DeliveryOut>)> {
-    principal.require(Ability::WebhooksManage)?;
-    let endpoint = find_endpoint(&state, principal.org(), &id).await?;
-    let delivery_id = parse_id(&delivery_id, DELIVERY_NOT_FOUND, "delivery")?;
-    refuse_disabled(&endpoint)?;
-    let mut tx = state.db.begin().await?;
-    let delivery = webhooks::resend(&mut tx, principal.org(), endpoint.id, delivery_id)
-        .await?
-        .ok_or_else(|| ApiError::not_found(DELIVERY_NOT_FOUND, "delivery"))?;
-    webhooks::request_dispatch(&mut tx, principal.org(), &[delivery.id]).await?;
-    state.commit(tx).await?;
-    Ok((StatusCode::ACCEPTED, axum::Json(delivery.into())))
-}
-
-/// Resend every failed delivery of the endpoint created since `since`.
-#[utoipa::path(post, path = "/webhooks/{id}/recover", tag = "webhooks", request_body = RecoverIn, params(("id" = Uuid, Path)),
-    responses((status = 202, body = RecoverOut), (status = 404, body = crate::http::error::Problem),
-              (status = 409, description = "WEBHOOK_DISABLED", body = crate::http::error::Problem)),
-    security(("bearer" = []), ("session" = [])))]
-#[tracing::instrument(skip_all)]
-pub async fn recover_webhook(
-    State(state): State<AppState>,
-    principal: Principal,
-    Path(id): Path<String>,
-    Json(input): Json<RecoverIn>,
-) -> ApiResult<(StatusCode, axum::Json<RecoverOut>)> {
-    principal.require(Ability::WebhooksManage)?;
-    let endpoint = find_endpoint(&state, principal.org(), &id).await?;
-    refuse_disabled(&endpoint)?;
-    let mut tx = state.db.begin().await?;
-    let ids = webhooks::recover(&mut tx, principal.org(), endpoint.id, input.since).await?;
-    // One command per chunk keeps each message small.
-    for chunk in ids.chunks(500) {
-        webhooks::request_dispatch(&mut tx, principal.org(), chunk).await?;
-    }
-    state.commit(tx).await?;
-    Ok((
-        StatusCode::ACCEPTED,
-        axum::Json(RecoverOut {
-            recovered: ids.len(),
-            delivery_ids: ids,
-        }),
-    ))
 }
