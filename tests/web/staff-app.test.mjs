@@ -125,6 +125,16 @@ test('axe-core finds no serious or critical violation on any screen, light or da
       const check = async (screen) => {
         const violations = await seriousViolations(me.page);
         if (violations.length) found[screen] = violations;
+        // For a person's review: TICKITI_WEB_SCREENSHOTS=dir saves each
+        // screen at desktop and phone width.
+        const dir = process.env.TICKITI_WEB_SCREENSHOTS;
+        if (dir) {
+          for (const [label, width] of [['desktop', 1280], ['phone', 390]]) {
+            await me.page.setViewportSize({ width, height: 800 });
+            await me.page.screenshot({ path: `${dir}/${scheme}-${label}-${screen.replace(/\W+/g, '-')}.png`, fullPage: true });
+          }
+          await me.page.setViewportSize({ width: 1280, height: 800 });
+        }
       };
       await me.page.goto(BASE + '/');
       await me.page.getByRole('button', { name: 'Sign in' }).waitFor();
