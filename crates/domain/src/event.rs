@@ -30,17 +30,21 @@ string_enum!(
         InterventionAccepted => "intervention.accepted",
         MentionCreated => "mention.created",
         MentionAcknowledged => "mention.acknowledged",
+        SystemEscalation => "system.escalation",
         TestPing => "test.ping",
     }
 );
 
 impl EventType {
     /// Whether webhook endpoints may subscribe to it (mentions are for the
-    /// mentioned user's browser only).
+    /// mentioned user's browser only, `system.*` for staff browsers; an
+    /// integrator hears of a breach through `ticket.escalated`).
     pub fn is_webhook_event(self) -> bool {
         !matches!(
             self,
-            EventType::MentionCreated | EventType::MentionAcknowledged
+            EventType::MentionCreated
+                | EventType::MentionAcknowledged
+                | EventType::SystemEscalation
         )
     }
 }

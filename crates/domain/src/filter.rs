@@ -41,6 +41,12 @@ pub struct TicketFilterParams {
     /// Tickets changed at or after this time (RFC 3339).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub updated_since: Option<String>,
+    /// `true`: only tickets with a breached service-level target not yet
+    /// met (CONTRACT §7); `false` or absent: no condition.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[param(pattern = "^(true|false)$")]
+    #[schema(pattern = "^(true|false)$")]
+    pub escalated: Option<String>,
     /// Order: `-updated_at` (the default: last activity first),
     /// `-created_at`, `created_at` or `-priority` (then newest first).
     /// Cursors follow it; counts ignore it.
@@ -100,6 +106,8 @@ pub struct TicketFilter {
     pub q: Option<String>,
     /// Changed at or after this time.
     pub updated_since: Option<OffsetDateTime>,
+    /// Only tickets with a breached target not yet met.
+    pub escalated: bool,
     /// The list's order (not a condition: counts ignore it).
     pub order: TicketOrder,
 }
@@ -136,6 +144,14 @@ impl TicketFilterParams {
                     .map_err(|_| v.error("updated_since", "must be an RFC 3339 time"))
                     .ok()
             }),
+            escalated: match self.escalated.as_deref().map(str::trim) {
+                None | Some("" | "false") => false,
+                Some("true") => true,
+                Some(_) => {
+                    v.error("escalated", "must be true or false");
+                    false
+                }
+            },
             order: match self.sort.as_deref().map(str::trim) {
                 None | Some("") => TicketOrder::default(),
                 Some(raw) => raw

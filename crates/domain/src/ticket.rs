@@ -1,4 +1,11 @@
-//! Ticket vocabulary: statuses, priorities, message visibility.
+//! Ticket vocabulary: statuses, priorities, message visibility, and the
+//! ticket as the API returns it (and as ticket events carry it, whichever
+//! service writes them).
+
+use serde::Serialize;
+use time::OffsetDateTime;
+use utoipa::ToSchema;
+use uuid::Uuid;
 
 use crate::string_enum;
 
@@ -80,4 +87,54 @@ mod tests {
         let tags = vec![" VIP ".into(), "vip".into(), "".into(), "billing".into()];
         assert_eq!(normalize_tags(&tags), vec!["vip", "billing"]);
     }
+}
+
+/// A ticket's contact, as embedded in the ticket.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct ContactRef {
+    /// Id.
+    pub id: Uuid,
+    /// Name.
+    pub name: Option<String>,
+    /// Address.
+    pub email: String,
+}
+
+/// A ticket as the API returns it (and as ticket events carry it).
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct TicketOut {
+    /// Id.
+    pub id: Uuid,
+    /// Per-organization number.
+    pub number: i64,
+    /// Code, e.g. `ACME-42`.
+    pub code: String,
+    /// Subject.
+    pub subject: String,
+    /// Status.
+    pub status: TicketStatus,
+    /// Priority.
+    pub priority: Priority,
+    /// Queue.
+    pub queue_id: Option<Uuid>,
+    /// Assigned user.
+    pub assignee_id: Option<Uuid>,
+    /// Contact id.
+    pub contact_id: Uuid,
+    /// Contact.
+    pub contact: ContactRef,
+    /// Tags.
+    pub tags: Vec<String>,
+    /// Changes with every change; also the `ETag`.
+    pub version: i32,
+    /// Service-level clocks (CONTRACT §7), by metric; empty when no policy applies.
+    pub sla: Vec<crate::sla::ClockView>,
+    /// Creation time.
+    #[serde(with = "time::serde::rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
+    pub created_at: OffsetDateTime,
+    /// Last change.
+    #[serde(with = "time::serde::rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
+    pub updated_at: OffsetDateTime,
 }

@@ -20,6 +20,7 @@ pub mod perspectives;
 pub mod queues;
 pub mod realtime;
 pub mod sessions;
+pub mod sla_clocks;
 pub mod sla_policies;
 pub mod tickets;
 pub mod time_entries;

@@ -17,6 +17,9 @@ pub struct Queue {
     pub name: String,
     /// What the queue is for.
     pub description: Option<String>,
+    /// Its managers (seed 001's "inbox managers"): notified of its new
+    /// tickets and of its escalations.
+    pub manager_ids: Vec<Uuid>,
     /// Creation time.
     pub created_at: OffsetDateTime,
     /// Last change.
@@ -33,15 +36,17 @@ pub async fn insert(
     organization_id: Uuid,
     name: &str,
     description: Option<&str>,
+    manager_ids: &[Uuid],
 ) -> Result<Queue> {
     let row = sqlx::query_as!(
         Queue,
-        "INSERT INTO queues (id, organization_id, name, description) VALUES ($1, $2, $3, $4)
-         RETURNING id, organization_id, name, description, created_at, updated_at",
+        "INSERT INTO queues (id, organization_id, name, description, manager_ids) VALUES ($1, $2, $3, $4, $5)
+         RETURNING id, organization_id, name, description, manager_ids, created_at, updated_at",
         id,
         organization_id,
         name,
-        description
+        description,
+        manager_ids
     )
     .fetch_one(conn)
     .await?;
@@ -56,7 +61,7 @@ pub async fn get(
 ) -> Result<Option<Queue>> {
     let row = sqlx::query_as!(
         Queue,
-        "SELECT id, organization_id, name, description, created_at, updated_at
+        "SELECT id, organization_id, name, description, manager_ids, created_at, updated_at
          FROM queues WHERE organization_id = $1 AND id = $2",
         organization_id,
         id
@@ -74,7 +79,7 @@ pub async fn find_by_name(
 ) -> Result<Option<Queue>> {
     let row = sqlx::query_as!(
         Queue,
-        "SELECT id, organization_id, name, description, created_at, updated_at
+        "SELECT id, organization_id, name, description, manager_ids, created_at, updated_at
          FROM queues WHERE organization_id = $1 AND lower(name) = lower($2)",
         organization_id,
         name
@@ -93,7 +98,7 @@ pub async fn list(
 ) -> Result<Page<Queue>> {
     let rows = sqlx::query_as!(
         Queue,
-        "SELECT id, organization_id, name, description, created_at, updated_at
+        "SELECT id, organization_id, name, description, manager_ids, created_at, updated_at
          FROM queues WHERE organization_id = $1 AND ($2::uuid IS NULL OR id > $2)
          ORDER BY id LIMIT $3",
         organization_id,
@@ -105,27 +110,31 @@ pub async fn list(
     Ok(Page::from_rows(rows, limit, |q| q.id))
 }
 
-/// Renames or redescribes a queue (outer `None` keeps, inner `None` clears the description).
+/// Changes a queue: `None` keeps a field (for the description, the inner
+/// `None` clears it).
 pub async fn update(
     conn: &mut PgConnection,
     organization_id: Uuid,
     id: Uuid,
     name: Option<&str>,
     description: Option<Option<&str>>,
+    manager_ids: Option<&[Uuid]>,
 ) -> Result<Option<Queue>> {
     let row = sqlx::query_as!(
         Queue,
         "UPDATE queues SET
             name = COALESCE($3, name),
             description = CASE WHEN $4 THEN $5 ELSE description END,
+            manager_ids = COALESCE($6, manager_ids),
             updated_at = now()
          WHERE organization_id = $1 AND id = $2
-         RETURNING id, organization_id, name, description, created_at, updated_at",
+         RETURNING id, organization_id, name, description, manager_ids, created_at, updated_at",
         organization_id,
         id,
         name,
         description.is_some(),
-        description.flatten()
+        description.flatten(),
+        manager_ids
     )
     .fetch_optional(conn)
     .await?;

@@ -1,7 +1,12 @@
 //! Tickets, their filters and the optimistic-concurrency `version`.
 
+use sqlx::types::Json;
 use sqlx::{PgConnection, QueryBuilder};
-use tickiti_domain::{AssigneeFilter, EventEnvelope, TicketFilter, TicketOrder};
+use tickiti_domain::sla::{ClockView, MetricClock};
+use tickiti_domain::ticket::{ContactRef, TicketOut};
+use tickiti_domain::{
+    AssigneeFilter, EventEnvelope, Priority, TicketFilter, TicketOrder, TicketStatus,
+};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
@@ -44,6 +49,35 @@ pub struct Ticket {
     pub created_at: OffsetDateTime,
     /// Last change.
     pub updated_at: OffsetDateTime,
+    /// Its service-level clocks as answers show them (CONTRACT §7).
+    pub sla: Json<Vec<ClockView>>,
+}
+
+impl From<Ticket> for TicketOut {
+    fn from(t: Ticket) -> Self {
+        TicketOut {
+            id: t.id,
+            number: t.number,
+            code: t.code,
+            subject: t.subject,
+            // The database's CHECK constraints admit only these spellings.
+            status: t.status.parse().unwrap_or(TicketStatus::Open),
+            priority: t.priority.parse().unwrap_or(Priority::Normal),
+            queue_id: t.queue_id,
+            assignee_id: t.assignee_id,
+            contact_id: t.contact_id,
+            contact: ContactRef {
+                id: t.contact_id,
+                name: t.contact_name,
+                email: t.contact_email,
+            },
+            tags: t.tags,
+            version: t.version,
+            sla: t.sla.0,
+            created_at: t.created_at,
+            updated_at: t.updated_at,
+        }
+    }
 }
 
 /// Everything opening a ticket writes.
@@ -64,6 +98,8 @@ pub struct Opening<'a> {
     /// Events for the outbox (may be empty when the caller appends them later
     /// in its transaction).
     pub events: &'a [EventEnvelope],
+    /// Its service-level clocks ([`crate::sla_clocks::opening`]).
+    pub clocks: &'a [MetricClock],
 }
 
 /// Writes an opening in one statement: one round trip instead of one per
@@ -76,6 +112,7 @@ pub async fn open(conn: &mut PgConnection, opening: &Opening<'_>) -> Result<()> 
     let contact = opening.new_contact;
     let message = opening.message;
     let events = crate::outbox::Rows::of(opening.events)?;
+    let k = crate::sla_clocks::Rows::of(opening.clocks);
     sqlx::query!(
         "WITH new_contact AS (
              INSERT INTO contacts (id, organization_id, email, name, created_at, updated_at)
@@ -91,6 +128,15 @@ pub async fn open(conn: &mut PgConnection, opening: &Opening<'_>) -> Result<()> 
              INSERT INTO messages (id, organization_id, ticket_id, author_user_id, author_contact_id,
                                    visibility, body, created_at)
              SELECT $19, $2, $1, $20, $21, $22, $23, $29 WHERE $19::uuid IS NOT NULL
+         ), clocks AS (
+             INSERT INTO sla_clocks (ticket_id, organization_id, metric, cycle, policy_id, within_ms,
+                                     warn_before_ms, spent_ms, running_since, due_at, warn_at,
+                                     warned_at, breached_at, fulfilled_at, fire_at, view)
+             SELECT $1, $2, * FROM UNNEST($30::text[], $31::int[], $32::uuid[], $33::bigint[],
+                                          $34::bigint[], $35::bigint[], $36::timestamptz[],
+                                          $37::timestamptz[], $38::timestamptz[], $39::timestamptz[],
+                                          $40::timestamptz[], $41::timestamptz[], $42::timestamptz[],
+                                          $43::jsonb[])
          )
          INSERT INTO outbox (id, organization_id, event_type, payload)
          SELECT * FROM UNNEST($24::uuid[], $25::uuid[], $26::text[], $27::jsonb[])",
@@ -122,7 +168,21 @@ pub async fn open(conn: &mut PgConnection, opening: &Opening<'_>) -> Result<()> 
         &events.types,
         &events.payloads,
         contact.map(|c| c.created_at),
-        message.map(|m| m.created_at)
+        message.map(|m| m.created_at),
+        &k.metrics,
+        &k.cycles,
+        &k.policy_ids as &[Option<Uuid>],
+        &k.within_ms,
+        &k.warn_before_ms as &[Option<i64>],
+        &k.spent_ms,
+        &k.running_since as &[Option<OffsetDateTime>],
+        &k.due_at as &[Option<OffsetDateTime>],
+        &k.warn_at as &[Option<OffsetDateTime>],
+        &k.warned_at as &[Option<OffsetDateTime>],
+        &k.breached_at as &[Option<OffsetDateTime>],
+        &k.fulfilled_at as &[Option<OffsetDateTime>],
+        &k.fire_at as &[Option<OffsetDateTime>],
+        &k.views
     )
     .execute(conn)
     .await?;
@@ -143,7 +203,8 @@ pub async fn get(
             Ticket,
             "SELECT t.id, t.organization_id, t.number, t.code, t.subject, t.status, t.priority,
                     t.queue_id, t.assignee_id, t.contact_id, c.name AS contact_name, c.email AS contact_email,
-                    t.tags, t.version, t.created_at, t.updated_at
+                    t.tags, t.version, t.created_at, t.updated_at,
+                    COALESCE((SELECT jsonb_agg(k.view ORDER BY k.metric) FROM sla_clocks k WHERE k.ticket_id = t.id), '[]') AS \"sla!: Json<Vec<ClockView>>\"
              FROM tickets t JOIN contacts c ON c.id = t.contact_id
              WHERE t.organization_id = $1 AND t.id = $2
              FOR UPDATE OF t",
@@ -157,7 +218,8 @@ pub async fn get(
             Ticket,
             "SELECT t.id, t.organization_id, t.number, t.code, t.subject, t.status, t.priority,
                     t.queue_id, t.assignee_id, t.contact_id, c.name AS contact_name, c.email AS contact_email,
-                    t.tags, t.version, t.created_at, t.updated_at
+                    t.tags, t.version, t.created_at, t.updated_at,
+                    COALESCE((SELECT jsonb_agg(k.view ORDER BY k.metric) FROM sla_clocks k WHERE k.ticket_id = t.id), '[]') AS \"sla!: Json<Vec<ClockView>>\"
              FROM tickets t JOIN contacts c ON c.id = t.contact_id
              WHERE t.organization_id = $1 AND t.id = $2",
             organization_id,
@@ -321,7 +383,8 @@ pub async fn list(
     let mut sql = QueryBuilder::new(
         "SELECT t.id, t.organization_id, t.number, t.code, t.subject, t.status, t.priority,
                 t.queue_id, t.assignee_id, t.contact_id, c.name AS contact_name, c.email AS contact_email,
-                t.tags, t.version, t.created_at, t.updated_at
+                t.tags, t.version, t.created_at, t.updated_at,
+                COALESCE((SELECT jsonb_agg(k.view ORDER BY k.metric) FROM sla_clocks k WHERE k.ticket_id = t.id), '[]') AS sla
          FROM tickets t JOIN contacts c ON c.id = t.contact_id
          WHERE t.organization_id = ",
     );
@@ -362,6 +425,11 @@ pub async fn list(
     }
     if let Some(since) = filter.updated_since {
         sql.push(" AND t.updated_at >= ").push_bind(since);
+    }
+    if filter.escalated {
+        sql.push(" AND t.id IN (SELECT k.ticket_id FROM sla_clocks k WHERE k.organization_id = ")
+            .push_bind(organization_id)
+            .push(" AND k.breached_at IS NOT NULL AND k.fulfilled_at IS NULL)");
     }
     let (key, direction) = match filter.order {
         TicketOrder::LastActivity => ("t.updated_at", "DESC"),
@@ -414,6 +482,7 @@ pub async fn count_each(
                 "updated_since": filter
                     .updated_since
                     .and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok()),
+                "escalated": filter.escalated,
             })
         })
         .collect();
@@ -432,11 +501,14 @@ pub async fn count_each(
                           OR t.search @@ websearch_to_tsquery('simple', f.q)
                           OR EXISTS (SELECT 1 FROM messages m
                                      WHERE m.ticket_id = t.id AND m.search @@ websearch_to_tsquery('simple', f.q)))
-                     AND (f.updated_since IS NULL OR t.updated_at >= f.updated_since)) AS "n!"
+                     AND (f.updated_since IS NULL OR t.updated_at >= f.updated_since)
+                     AND (NOT f.escalated OR t.id IN (SELECT k.ticket_id FROM sla_clocks k
+                                                      WHERE k.organization_id = $1 AND k.breached_at IS NOT NULL
+                                                        AND k.fulfilled_at IS NULL))) AS "n!"
          FROM jsonb_array_elements($2::jsonb) WITH ORDINALITY AS e(filter, position),
               jsonb_to_record(e.filter) AS f(statuses text[], priorities text[], queue_id uuid,
                   unassigned bool, assignee uuid, contact_id uuid, tag text, q text,
-                  updated_since timestamptz)
+                  updated_since timestamptz, escalated bool)
          ORDER BY e.position"#,
         organization_id,
         serde_json::Value::Array(args)

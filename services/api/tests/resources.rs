@@ -38,7 +38,12 @@ async fn default_perspectives_count_per_user(db: PgPool) {
         .collect();
     assert_eq!(
         names,
-        vec![json!("All open"), json!("Mine"), json!("Unassigned")]
+        vec![
+            json!("All open"),
+            json!("Mine"),
+            json!("Unassigned"),
+            json!("Escalated")
+        ]
     );
 
     let a = app.ticket(&org.token, "one").await;
@@ -111,8 +116,8 @@ async fn default_perspectives_count_per_user(db: PgPool) {
     let admin_list = app.get("/api/v1/perspectives", &org.token).await;
     assert_eq!(
         admin_list.body["data"].as_array().unwrap().len(),
-        3,
-        "another user's private perspective is hidden"
+        4,
+        "the four shared ones: another user's private perspective is hidden"
     );
 }
 

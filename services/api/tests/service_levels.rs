@@ -345,3 +345,162 @@ async fn bad_policies_are_refused_and_change_nothing(db: PgPool) {
         .unwrap();
     assert_eq!(stored, 0);
 }
+
+/// The clock of `metric` in a ticket answer.
+fn clock<'a>(ticket: &'a serde_json::Value, metric: &str) -> &'a serde_json::Value {
+    ticket["sla"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["metric"] == metric)
+        .unwrap_or_else(|| panic!("no {metric} clock in {ticket}"))
+}
+
+fn metrics(ticket: &serde_json::Value) -> Vec<&str> {
+    ticket["sla"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["metric"].as_str().unwrap())
+        .collect()
+}
+
+/// Ticket answers carry their clocks, moved in the change's own
+/// transaction: a reply meets the first response, a pause status stops the
+/// clocks, solving meets the resolution, and a new priority re-evaluates.
+#[sqlx::test(migrator = "tickiti_store::MIGRATOR")]
+async fn ticket_answers_carry_clocks_that_follow_the_ticket(db: PgPool) {
+    let app = TestApp::spawn(db.clone()).await;
+    let org = app.org("Acme").await;
+    let queue = app
+        .post("/api/v1/queues", &org.token, json!({ "name": "Billing" }))
+        .await;
+    let queue_id = queue.body["id"].as_str().unwrap().to_owned();
+    let created = app
+        .post("/api/v1/sla-policies", &org.token, policy(None, &queue_id))
+        .await;
+    assert_eq!(created.status, 201, "{}", created.body);
+
+    // Outside the policy's queue: no clocks.
+    let plain = app.ticket(&org.token, "Printer").await;
+    assert_eq!(plain["sla"], json!([]));
+
+    let opened = app
+        .post(
+            "/api/v1/tickets",
+            &org.token,
+            json!({ "subject": "Refund", "contact": { "email": "ann@example.com" },
+                    "message": "Where is my money?", "priority": "urgent", "queue_id": queue_id }),
+        )
+        .await;
+    assert_eq!(opened.status, 201, "{}", opened.body);
+    assert_eq!(metrics(&opened.body), ["first_response", "resolution"]);
+    let first = clock(&opened.body, "first_response");
+    assert_eq!(first["state"], "running");
+    let created_at = time::OffsetDateTime::parse(
+        opened.body["created_at"].as_str().unwrap(),
+        &time::format_description::well_known::Rfc3339,
+    )
+    .unwrap();
+    let due = time::OffsetDateTime::parse(
+        first["due_at"].as_str().unwrap(),
+        &time::format_description::well_known::Rfc3339,
+    )
+    .unwrap();
+    assert_eq!(due - created_at, time::Duration::minutes(30), "{first}");
+    let path = format!("/api/v1/tickets/{}", opened.body["id"].as_str().unwrap());
+    assert_eq!(
+        app.get(&path, &org.token).await.body["sla"],
+        opened.body["sla"]
+    );
+
+    // An internal note answers nobody; a public reply meets the first response.
+    let messages = format!("{path}/messages");
+    let note = app
+        .post(
+            &messages,
+            &org.token,
+            json!({ "body": "checking", "visibility": "internal" }),
+        )
+        .await;
+    assert_eq!(note.status, 201);
+    let read = app.get(&path, &org.token).await;
+    assert_eq!(clock(&read.body, "first_response")["state"], "running");
+    app.post(&messages, &org.token, json!({ "body": "On its way" }))
+        .await;
+    let read = app.get(&path, &org.token).await;
+    let first = clock(&read.body, "first_response");
+    assert_eq!(first["state"], "fulfilled");
+    assert!(first["fulfilled_at"].is_string() && first["due_at"].is_null());
+
+    // Pending stops the resolution clock; solving meets it; reopening resumes.
+    let pending = app
+        .patch(&path, &org.token, json!({ "status": "pending" }))
+        .await;
+    assert_eq!(clock(&pending.body, "resolution")["state"], "paused");
+    assert!(clock(&pending.body, "resolution")["due_at"].is_null());
+    let solved = app
+        .patch(&path, &org.token, json!({ "status": "solved" }))
+        .await;
+    assert_eq!(clock(&solved.body, "resolution")["state"], "fulfilled");
+    let reopened = app
+        .patch(&path, &org.token, json!({ "status": "open" }))
+        .await;
+    assert_eq!(clock(&reopened.body, "resolution")["state"], "running");
+    // The list shows the same clocks as the ticket.
+    let listed = app
+        .get(&format!("/api/v1/tickets?queue_id={queue_id}"), &org.token)
+        .await;
+    assert_eq!(listed.body["data"][0]["sla"], reopened.body["sla"]);
+
+    // Normal tickets of this policy only have a next-response target.
+    let normal = app
+        .patch(&path, &org.token, json!({ "priority": "normal" }))
+        .await;
+    assert_eq!(normal.body["sla"], json!([]), "{}", normal.body);
+}
+
+/// Queues name their managers; each must be a colleague, named once.
+#[sqlx::test(migrator = "tickiti_store::MIGRATOR")]
+async fn queues_have_managers_of_the_organization(db: PgPool) {
+    let app = TestApp::spawn(db).await;
+    let org = app.org("Acme").await;
+    let other = app.org("Globex").await;
+    let (bob, _, _) = app.user(&org, "Bob", Role::Agent, &[Ability::All]).await;
+    let (stranger, _, _) = app.user(&other, "Eve", Role::Agent, &[Ability::All]).await;
+    let queue = app
+        .post(
+            "/api/v1/queues",
+            &org.token,
+            json!({ "name": "Billing", "manager_ids": [bob] }),
+        )
+        .await;
+    assert_eq!(queue.status, 201, "{}", queue.body);
+    assert_eq!(queue.body["manager_ids"], json!([bob]));
+    let path = format!("/api/v1/queues/{}", queue.body["id"].as_str().unwrap());
+
+    for bad in [json!([stranger]), json!([bob, bob])] {
+        let refused = app
+            .patch(&path, &org.token, json!({ "manager_ids": bad }))
+            .await;
+        assert_eq!(
+            (refused.status, refused.code()),
+            (422, "VALIDATION_FAILED"),
+            "{bad}"
+        );
+        assert!(
+            refused.body["errors"][0]["field"]
+                .as_str()
+                .unwrap()
+                .starts_with("manager_ids")
+        );
+    }
+    let renamed = app
+        .patch(&path, &org.token, json!({ "name": "Invoices" }))
+        .await;
+    assert_eq!(renamed.body["manager_ids"], json!([bob]), "kept");
+    let cleared = app
+        .patch(&path, &org.token, json!({ "manager_ids": [] }))
+        .await;
+    assert_eq!(cleared.body["manager_ids"], json!([]));
+}

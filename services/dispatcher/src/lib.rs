@@ -1,5 +1,6 @@
-//! `tickiti-dispatcher`: delivers webhooks (CONTRACT §3) and makes
-//! intervention epilog calls (CONTRACT §4, see [`epilog`]).
+//! `tickiti-dispatcher`: delivers webhooks (CONTRACT §3), makes
+//! intervention epilog calls (CONTRACT §4, see [`epilog`]) and fires
+//! service-level escalations (CONTRACT §7, see [`escalate`]).
 //!
 //! It consumes `<prefix>.dispatcher.events` (bound to `<prefix>.events`),
 //! writes one delivery row per subscribed endpoint, queues each attempt on
@@ -17,6 +18,7 @@ pub mod client;
 pub mod config;
 pub mod deliver;
 pub mod epilog;
+pub mod escalate;
 pub mod fanout;
 pub mod gate;
 pub mod metrics;
@@ -250,8 +252,10 @@ async fn run(ctx: Arc<Ctx>, shutdown: CancellationToken) {
             })
     };
     let epilogs = epilog::start(ctx.clone(), shutdown.clone());
+    let escalations = tokio::spawn(escalate::run(ctx.clone(), shutdown.clone()));
     housekeeping(&ctx, &shutdown).await;
     let _ = epilogs.await;
+    let _ = escalations.await;
     let _ = events.await;
     let _ = deliveries.await;
     // First attempts already under way may finish and be logged (one

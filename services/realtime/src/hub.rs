@@ -82,6 +82,9 @@ impl Peer {
         match audience {
             Audience::Scope(scope) => self.claims.has_scope(scope),
             Audience::User(user) => *user == self.claims.sub,
+            Audience::ScopeOrUsers(scope, users) => {
+                self.claims.has_scope(scope) || users.contains(&self.claims.sub)
+            }
         }
     }
 
@@ -428,7 +431,7 @@ impl Hub {
             (
                 Frame {
                     text: bytes,
-                    audience,
+                    audience: audience.clone(),
                 },
                 size,
             )

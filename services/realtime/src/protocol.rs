@@ -78,12 +78,16 @@ pub fn error_frame(code: &str, detail: &str) -> String {
 }
 
 /// Who may see a frame.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Audience {
     /// Every socket of the organization whose token carries this scope.
     Scope(&'static str),
-    /// Only this user's sockets (mentions, per-user perspective counts).
+    /// Only this user's sockets (mentions, notifications, per-user
+    /// perspective counts).
     User(Uuid),
+    /// Sockets with this scope, and these users' (escalations: admins, the
+    /// assignee and the queue's managers).
+    ScopeOrUsers(&'static str, std::sync::Arc<[Uuid]>),
 }
 
 /// Which browsers an event of the events exchange goes to; None: to no
@@ -97,11 +101,24 @@ pub fn audience(event: &str, data: &serde_json::Value) -> Option<Audience> {
     };
     match event {
         "ticket.message.created" => None,
-        "mention.created" | "mention.acknowledged" => user("user_id").map(Audience::User),
+        "mention.created"
+        | "mention.acknowledged"
+        | "notification.created"
+        | "notification.read" => user("user_id").map(Audience::User),
         "perspective.counts" => {
             Some(user("user_id").map_or(Audience::Scope(scope::TICKETS), Audience::User))
         }
-        "system.escalation" => Some(Audience::Scope(scope::TICKETS)),
+        "system.escalation" => {
+            let mut users: Vec<Uuid> = user("assignee_id").into_iter().collect();
+            if let Some(managers) = data.get("manager_ids").and_then(|m| m.as_array()) {
+                users.extend(
+                    managers
+                        .iter()
+                        .filter_map(|m| m.as_str().and_then(|s| Uuid::parse_str(s).ok())),
+                );
+            }
+            Some(Audience::ScopeOrUsers(scope::ADMIN, users.into()))
+        }
         "system.mailbox_error" | "system.worker_health" => Some(Audience::Scope(scope::ADMIN)),
         _ if ["ticket.", "message.", "time_entry.", "intervention."]
             .iter()
@@ -183,6 +200,21 @@ mod tests {
         assert_eq!(
             audience("system.worker_health", &json!({})),
             Some(Audience::Scope(scope::ADMIN))
+        );
+        let manager = Uuid::now_v7();
+        assert_eq!(
+            audience(
+                "system.escalation",
+                &json!({ "assignee_id": user, "manager_ids": [manager] })
+            ),
+            Some(Audience::ScopeOrUsers(
+                scope::ADMIN,
+                vec![user, manager].into()
+            ))
+        );
+        assert_eq!(
+            audience("notification.created", &json!({ "user_id": user })),
+            Some(Audience::User(user))
         );
     }
 }

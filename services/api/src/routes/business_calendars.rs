@@ -6,9 +6,8 @@
 
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use jiff::civil::{Date, Time};
 use serde::{Deserialize, Serialize};
-use tickiti_domain::calendar::{BusinessCalendar, CalendarError, Interval};
+use tickiti_domain::calendar::written::{Holiday, OpeningHours, build_calendar};
 use tickiti_domain::{Ability, Validation, new_id};
 use tickiti_store::StoreError;
 use tickiti_store::calendars::{self, Calendar, CalendarFields, NAME_KEY};
@@ -31,63 +30,8 @@ pub fn router() -> OpenApiRouter<AppState> {
 
 /// Longest calendar name.
 pub const NAME_MAX: usize = 100;
-/// Most opening intervals in a week.
-pub const HOURS_MAX: usize = 70;
-/// Most holidays in a calendar.
-pub const HOLIDAYS_MAX: usize = 400;
-/// Longest holiday name.
-pub const HOLIDAY_NAME_MAX: usize = 100;
 
 const NOT_FOUND: &str = "CALENDAR_NOT_FOUND";
-
-/// A day of the week.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
-#[serde(rename_all = "lowercase")]
-pub enum Weekday {
-    /// Monday.
-    Mon,
-    /// Tuesday.
-    Tue,
-    /// Wednesday.
-    Wed,
-    /// Thursday.
-    Thu,
-    /// Friday.
-    Fri,
-    /// Saturday.
-    Sat,
-    /// Sunday.
-    Sun,
-}
-
-/// One opening interval of a weekday.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct OpeningHours {
-    /// The weekday.
-    pub weekday: Weekday,
-    /// Opening time, `HH:MM` (24-hour clock).
-    #[schema(pattern = r"^([01][0-9]|2[0-3]):[0-5][0-9]$", example = "09:00")]
-    pub start: String,
-    /// Closing time, `HH:MM`, after `start`; `24:00` is the end of the day.
-    #[schema(
-        pattern = r"^(([01][0-9]|2[0-3]):[0-5][0-9]|24:00)$",
-        example = "17:00"
-    )]
-    pub end: String,
-}
-
-/// A whole day off.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct Holiday {
-    /// The date, `YYYY-MM-DD` (in the calendar's time zone).
-    #[schema(format = Date, example = "2026-12-24")]
-    pub date: String,
-    /// What it is.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub name: Option<String>,
-}
 
 /// A calendar as the API returns it.
 #[derive(Debug, Clone, Serialize, ToSchema)]
@@ -158,79 +102,6 @@ pub struct CalendarPatch {
     /// Days off.
     #[schema(max_items = 400)]
     pub holidays: Option<Vec<Holiday>>,
-}
-
-/// `HH:MM`; `24:00` only where `end_of_day` is allowed (as [`Time::MAX`]).
-fn parse_clock(text: &str, end_of_day: bool) -> Option<Time> {
-    if end_of_day && text == "24:00" {
-        return Some(Time::MAX);
-    }
-    let (h, m) = text.split_once(':')?;
-    if h.len() != 2 || m.len() != 2 {
-        return None;
-    }
-    Time::new(h.parse().ok()?, m.parse().ok()?, 0, 0).ok()
-}
-
-fn parse_date(text: &str) -> Option<Date> {
-    (text.len() == 10).then_some(())?;
-    text.parse().ok()
-}
-
-/// Checks a whole calendar: the domain calendar it makes, or every problem
-/// as a field error.
-pub fn build_calendar(
-    v: &mut Validation,
-    time_zone: &str,
-    hours: &[OpeningHours],
-    holidays: &[Holiday],
-) -> Option<BusinessCalendar> {
-    if hours.len() > HOURS_MAX {
-        v.error("hours", format!("at most {HOURS_MAX} intervals"));
-    }
-    if holidays.len() > HOLIDAYS_MAX {
-        v.error("holidays", format!("at most {HOLIDAYS_MAX} holidays"));
-    }
-    let mut week: [Vec<Interval>; 7] = Default::default();
-    for (i, h) in hours.iter().enumerate() {
-        let start = parse_clock(&h.start, false);
-        let end = parse_clock(&h.end, true);
-        if start.is_none() {
-            v.error(
-                format!("hours[{i}].start"),
-                "expected HH:MM, 00:00 to 23:59",
-            );
-        }
-        if end.is_none() {
-            v.error(format!("hours[{i}].end"), "expected HH:MM, 00:01 to 24:00");
-        }
-        if let (Some(start), Some(end)) = (start, end) {
-            week[h.weekday as usize].push(Interval { start, end });
-        }
-    }
-    let mut days = Vec::new();
-    for (i, holiday) in holidays.iter().enumerate() {
-        match parse_date(&holiday.date) {
-            Some(date) => days.push(date),
-            None => v.error(format!("holidays[{i}].date"), "expected a date, YYYY-MM-DD"),
-        }
-        v.optional_text(
-            &format!("holidays[{i}].name"),
-            holiday.name.as_deref(),
-            HOLIDAY_NAME_MAX,
-        );
-    }
-    match BusinessCalendar::new(time_zone.trim(), week, days) {
-        Ok(calendar) => Some(calendar),
-        Err(error @ CalendarError::UnknownTimeZone(_)) => {
-            v.error("time_zone", error.to_string());
-            None
-        }
-        Err(error) => {
-            v.error("hours", error.to_string());
-            None
-        }
-    }
 }
 
 fn conflict_or(error: StoreError) -> ApiError {
@@ -396,22 +267,4 @@ pub async fn delete_calendar(
         return Err(ApiError::not_found(NOT_FOUND, "business calendar"));
     }
     Ok(StatusCode::NO_CONTENT)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn clock_times_and_dates() {
-        assert_eq!(parse_clock("09:30", false), Time::new(9, 30, 0, 0).ok());
-        assert_eq!(parse_clock("24:00", true), Some(Time::MAX));
-        for bad in ["24:00", "9:30", "09:60", "25:00", "0930", "09:30:00", ""] {
-            assert_eq!(parse_clock(bad, false), None, "{bad}");
-        }
-        assert!(parse_date("2026-12-24").is_some());
-        for bad in ["2026-02-30", "2026-1-5", "24.12.2026", "2026-12-24T00:00"] {
-            assert!(parse_date(bad).is_none(), "{bad}");
-        }
-    }
 }

@@ -7,10 +7,11 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 use sqlx::PgConnection;
 use tickiti_domain::mention::{mention_tokens, name_handle};
+use tickiti_domain::sla::Happening;
 use tickiti_domain::ticket::BODY_MAX;
 use tickiti_domain::{Ability, EventType, Validation, Visibility, new_id};
 use tickiti_store::messages::Message;
-use tickiti_store::{audit, mentions, messages, tickets, users};
+use tickiti_store::{audit, mentions, messages, sla_clocks, tickets, users};
 use time::OffsetDateTime;
 use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
@@ -142,6 +143,9 @@ pub async fn create_message(
     let version = tickets::touch(&mut tx, org, ticket.id)
         .await?
         .ok_or_else(|| ApiError::not_found("TICKET_NOT_FOUND", "ticket"))?;
+    if message.visibility == Visibility::Public.as_str() {
+        sla_clocks::track(&mut tx, &ticket, Happening::StaffReply).await?;
+    }
     let out = MessageOut::from(message.clone());
     let mut events = EventBatch::new(org);
     events.push(EventType::MessageCreated, &out)?;

@@ -178,19 +178,22 @@ fn write_ability(shared: bool) -> Ability {
 }
 
 /// Inserts the shared perspectives every organization starts with:
-/// "All open", "Mine" and "Unassigned".
+/// "All open", "Mine", "Unassigned" and "Escalated" (open tickets with a
+/// breached service-level target not yet met).
 pub async fn create_defaults(conn: &mut PgConnection, org: Uuid) -> ApiResult<()> {
     const OPEN: &str = "new,open,pending,on_hold";
     let defaults = [
-        ("All open", None),
-        ("Mine", Some("me")),
-        ("Unassigned", Some("none")),
+        ("All open", None, None),
+        ("Mine", Some("me"), None),
+        ("Unassigned", Some("none"), None),
+        ("Escalated", None, Some("true")),
     ];
     let now = OffsetDateTime::now_utc();
-    for (position, (name, assignee)) in (0..).zip(defaults) {
+    for (position, (name, assignee, escalated)) in (0..).zip(defaults) {
         let params = TicketFilterParams {
             status: Some(OPEN.to_owned()),
             assignee_id: assignee.map(str::to_owned),
+            escalated: escalated.map(str::to_owned),
             ..TicketFilterParams::default()
         };
         perspectives::insert(

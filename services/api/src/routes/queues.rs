@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 use tickiti_domain::{Ability, Validation, new_id};
 use tickiti_store::StoreError;
 use tickiti_store::queues::{self, NAME_KEY, Queue};
+use tickiti_store::{PgConnection, users};
 use time::OffsetDateTime;
 use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
@@ -37,6 +38,9 @@ pub struct QueueOut {
     pub name: String,
     /// What the queue is for.
     pub description: Option<String>,
+    /// Its managers: notified of its new tickets, intervention tickets and
+    /// escalations (CONTRACT §7, §8).
+    pub manager_ids: Vec<Uuid>,
     /// Creation time.
     #[serde(with = "time::serde::rfc3339")]
     #[schema(value_type = String, format = DateTime)]
@@ -53,6 +57,7 @@ impl From<Queue> for QueueOut {
             id: q.id,
             name: q.name,
             description: q.description,
+            manager_ids: q.manager_ids,
             created_at: q.created_at,
             updated_at: q.updated_at,
         }
@@ -67,6 +72,10 @@ pub struct QueueIn {
     pub name: String,
     /// What the queue is for.
     pub description: Option<String>,
+    /// Its managers (users of the organization, at most 50).
+    #[serde(default)]
+    #[schema(max_items = 50)]
+    pub manager_ids: Vec<Uuid>,
 }
 
 /// Changes to a queue; `null` clears the description.
@@ -79,9 +88,37 @@ pub struct QueuePatch {
     #[serde(default, deserialize_with = "nullable")]
     #[schema(value_type = Option<String>)]
     pub description: Option<Option<String>>,
+    /// Its managers (replaces the list).
+    #[schema(max_items = 50)]
+    pub manager_ids: Option<Vec<Uuid>>,
 }
 
+/// Most managers a queue has.
+pub const MANAGERS_MAX: usize = 50;
+
 const NOT_FOUND: &str = "QUEUE_NOT_FOUND";
+
+/// Each manager must be a user of the organization, named once.
+async fn check_managers(
+    conn: &mut PgConnection,
+    org: Uuid,
+    ids: &[Uuid],
+    v: &mut Validation,
+) -> ApiResult<()> {
+    if ids.len() > MANAGERS_MAX {
+        v.error("manager_ids", format!("at most {MANAGERS_MAX} managers"));
+        return Ok(());
+    }
+    let mut seen = std::collections::HashSet::new();
+    for (i, id) in ids.iter().enumerate() {
+        if !seen.insert(*id) {
+            v.error(format!("manager_ids[{i}]"), "named twice");
+        } else if users::get(conn, org, *id).await?.is_none() {
+            v.error(format!("manager_ids[{i}]"), "no such user");
+        }
+    }
+    Ok(())
+}
 
 fn conflict_or(error: StoreError) -> ApiError {
     if error.is_conflict_on(NAME_KEY) {
@@ -122,14 +159,16 @@ pub async fn create_queue(
     let mut v = Validation::new();
     v.text("name", &input.name, 1, NAME_MAX);
     v.optional_text("description", input.description.as_deref(), DESCRIPTION_MAX);
-    v.finish().map_err(ApiError::validation)?;
     let mut tx = state.db.begin().await?;
+    check_managers(&mut tx, principal.org(), &input.manager_ids, &mut v).await?;
+    v.finish().map_err(ApiError::validation)?;
     let queue = queues::insert(
         &mut tx,
         new_id(),
         principal.org(),
         input.name.trim(),
         input.description.as_deref().map(str::trim),
+        &input.manager_ids,
     )
     .await
     .map_err(conflict_or)?;
@@ -137,7 +176,7 @@ pub async fn create_queue(
     Ok((StatusCode::CREATED, axum::Json(queue.into())))
 }
 
-/// Rename or redescribe a queue (ability `admin`).
+/// Change a queue's name, description or managers (ability `admin`).
 #[utoipa::path(patch, path = "/queues/{id}", tag = "queues", request_body = QueuePatch, params(("id" = Uuid, Path)),
     responses((status = 200, body = QueueOut), (status = 404, body = crate::http::error::Problem),
               (status = 409, body = crate::http::error::Problem), (status = 422, body = crate::http::error::Problem)),
@@ -160,8 +199,11 @@ pub async fn update_queue(
         patch.description.clone().flatten().as_deref(),
         DESCRIPTION_MAX,
     );
-    v.finish().map_err(ApiError::validation)?;
     let mut tx = state.db.begin().await?;
+    if let Some(ids) = &patch.manager_ids {
+        check_managers(&mut tx, principal.org(), ids, &mut v).await?;
+    }
+    v.finish().map_err(ApiError::validation)?;
     let queue = queues::update(
         &mut tx,
         principal.org(),
@@ -171,6 +213,7 @@ pub async fn update_queue(
             .description
             .as_ref()
             .map(|d| d.as_deref().map(str::trim)),
+        patch.manager_ids.as_deref(),
     )
     .await
     .map_err(conflict_or)?

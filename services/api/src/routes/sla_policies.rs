@@ -7,8 +7,8 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
 use tickiti_domain::duration::parse_duration;
-use tickiti_domain::sla::Metric;
-use tickiti_domain::{Ability, Priority, TicketStatus, Validation, new_id};
+use tickiti_domain::sla::SlaTarget;
+use tickiti_domain::{Ability, TicketStatus, Validation, new_id};
 use tickiti_store::sla_policies::{self, NAME_KEY, Policy, PolicyFields};
 use tickiti_store::{PgConnection, StoreError, calendars, queues};
 use time::OffsetDateTime;
@@ -42,23 +42,6 @@ const NOT_FOUND: &str = "SLA_POLICY_NOT_FOUND";
 /// The statuses that pause by default.
 fn default_pause() -> Vec<TicketStatus> {
     vec![TicketStatus::Pending, TicketStatus::OnHold]
-}
-
-/// One target: `metric` within `within` for tickets of `priority`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct SlaTarget {
-    /// The tickets' priority.
-    pub priority: Priority,
-    /// What is measured.
-    pub metric: Metric,
-    /// Business time allowed, e.g. `"90s"`, `"4h"`, `"2d"`.
-    #[schema(example = "4h")]
-    pub within: String,
-    /// How long before due the warning comes, shorter than `within`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schema(example = "30m")]
-    pub warn_before: Option<String>,
 }
 
 /// A policy as the API returns it.

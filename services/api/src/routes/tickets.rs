@@ -8,10 +8,12 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 use sqlx::PgConnection;
 use tickiti_domain::filter::TicketFilterParams;
+use tickiti_domain::sla::{Happening, MetricClock};
 use tickiti_domain::ticket::{BODY_MAX, SUBJECT_MAX, TAG_MAX, TAGS_MAX, normalize_tags};
+pub use tickiti_domain::ticket::{ContactRef, TicketOut};
 use tickiti_domain::{Ability, EventType, Priority, TicketStatus, Validation, Visibility, new_id};
 use tickiti_store::tickets::Ticket;
-use tickiti_store::{audit, contacts, messages, organizations, queues, tickets, users};
+use tickiti_store::{audit, contacts, messages, organizations, queues, sla_clocks, tickets, users};
 use time::OffsetDateTime;
 use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
@@ -30,80 +32,6 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(list_tickets, create_ticket))
         .routes(routes!(get_ticket, update_ticket, delete_ticket))
         .routes(routes!(list_ticket_audit))
-}
-
-/// A ticket's contact, as embedded in the ticket.
-#[derive(Debug, Clone, Serialize, ToSchema)]
-pub struct ContactRef {
-    /// Id.
-    pub id: Uuid,
-    /// Name.
-    pub name: Option<String>,
-    /// Address.
-    pub email: String,
-}
-
-/// A ticket as the API returns it (and as ticket events carry it).
-#[derive(Debug, Clone, Serialize, ToSchema)]
-pub struct TicketOut {
-    /// Id.
-    pub id: Uuid,
-    /// Per-organization number.
-    pub number: i64,
-    /// Code, e.g. `ACME-42`.
-    pub code: String,
-    /// Subject.
-    pub subject: String,
-    /// Status.
-    pub status: TicketStatus,
-    /// Priority.
-    pub priority: Priority,
-    /// Queue.
-    pub queue_id: Option<Uuid>,
-    /// Assigned user.
-    pub assignee_id: Option<Uuid>,
-    /// Contact id.
-    pub contact_id: Uuid,
-    /// Contact.
-    pub contact: ContactRef,
-    /// Tags.
-    pub tags: Vec<String>,
-    /// Changes with every change; also the `ETag`.
-    pub version: i32,
-    /// Creation time.
-    #[serde(with = "time::serde::rfc3339")]
-    #[schema(value_type = String, format = DateTime)]
-    pub created_at: OffsetDateTime,
-    /// Last change.
-    #[serde(with = "time::serde::rfc3339")]
-    #[schema(value_type = String, format = DateTime)]
-    pub updated_at: OffsetDateTime,
-}
-
-impl From<Ticket> for TicketOut {
-    fn from(t: Ticket) -> Self {
-        TicketOut {
-            id: t.id,
-            number: t.number,
-            code: t.code,
-            subject: t.subject,
-            // The database's CHECK constraints admit only these spellings.
-            status: t.status.parse().unwrap_or(TicketStatus::Open),
-            priority: t.priority.parse().unwrap_or(Priority::Normal),
-            queue_id: t.queue_id,
-            assignee_id: t.assignee_id,
-            contact_id: t.contact_id,
-            contact: ContactRef {
-                id: t.contact_id,
-                name: t.contact_name,
-                email: t.contact_email,
-            },
-            tags: t.tags,
-            version: t.version,
-            created_at: t.created_at,
-            updated_at: t.updated_at,
-        }
-    }
 }
 
 /// The contact of a new ticket, found by address or created.
@@ -379,7 +307,7 @@ pub async fn create_ticket(
             tags: normalize_tags(tags),
             audit: json!({}),
         };
-        let ticket = prepare_ticket(&mut conn, &principal, &new, &mut events).await?;
+        let (ticket, clocks) = prepare_ticket(&mut conn, &principal, &new, &mut events).await?;
         let message = input.message.as_ref().map(|body| messages::Message {
             id: new_id(),
             organization_id: org,
@@ -404,6 +332,7 @@ pub async fn create_ticket(
                 audit: &new.audit,
                 message: message.as_ref(),
                 events: events.as_slice(),
+                clocks: &clocks,
             },
         )
         .await;
@@ -437,20 +366,21 @@ pub struct NewTicket<'a> {
     pub audit: serde_json::Value,
 }
 
-/// Numbers a new ticket and builds its row and events (`ticket.created`,
-/// and `ticket.assigned` when assigned); [`tickets::open`] writes it.
+/// Numbers a new ticket and builds its row, its service-level clocks and
+/// its events (`ticket.created`, and `ticket.assigned` when assigned);
+/// [`tickets::open`] writes them.
 pub async fn prepare_ticket(
     conn: &mut PgConnection,
     principal: &Principal,
     new: &NewTicket<'_>,
     events: &mut EventBatch,
-) -> ApiResult<Ticket> {
+) -> ApiResult<(Ticket, Vec<MetricClock>)> {
     let org = principal.org();
     let (number, code_prefix) = organizations::next_ticket_number(conn, org)
         .await?
         .ok_or_else(ApiError::unauthenticated)?;
     let now = tickiti_domain::now();
-    let ticket = Ticket {
+    let mut ticket = Ticket {
         id: new_id(),
         organization_id: org,
         number,
@@ -467,13 +397,16 @@ pub async fn prepare_ticket(
         version: 1,
         created_at: now,
         updated_at: now,
+        sla: sqlx::types::Json(Vec::new()),
     };
+    let clocks = sla_clocks::opening(conn, &ticket).await?;
+    ticket.sla.0 = clocks.iter().map(sla_clocks::view).collect();
     let out = TicketOut::from(ticket.clone());
     events.push(EventType::TicketCreated, &out)?;
     if ticket.assignee_id.is_some() {
         events.push(EventType::TicketAssigned, &out)?;
     }
-    Ok(ticket)
+    Ok((ticket, clocks))
 }
 
 /// Read a ticket.
@@ -547,7 +480,13 @@ pub async fn update_ticket(
         tx.rollback().await?;
         return Ok(with_etag(StatusCode::OK, before.into()));
     }
-    let saved = tickets::save(&mut tx, &after).await?;
+    let mut saved = tickets::save(&mut tx, &after).await?;
+    // Status, priority and queue move the service-level clocks.
+    if (&before.status, &before.priority, before.queue_id)
+        != (&saved.status, &saved.priority, saved.queue_id)
+    {
+        saved.sla.0 = sla_clocks::track(&mut tx, &saved, Happening::Changed).await?;
+    }
     let out = TicketOut::from(saved.clone());
     audit::insert(
         &mut tx,

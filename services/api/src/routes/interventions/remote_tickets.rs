@@ -152,7 +152,7 @@ pub async fn create_intervention_ticket(
         tags: Vec::new(),
         audit: json!({ "intervention": def.name, "uid": input.uid }),
     };
-    let ticket = prepare_ticket(&mut tx, &principal, &new, &mut events).await?;
+    let (ticket, clocks) = prepare_ticket(&mut tx, &principal, &new, &mut events).await?;
     // Its events go out with the rest of the batch below.
     tickets::open(
         &mut tx,
@@ -163,6 +163,7 @@ pub async fn create_intervention_ticket(
             audit: &new.audit,
             message: None,
             events: &[],
+            clocks: &clocks,
         },
     )
     .await?;

@@ -346,6 +346,8 @@ pub async fn submit_ticket_intervention(
         },
     )
     .await?;
+    tickiti_store::sla_clocks::track(&mut tx, &ticket, tickiti_domain::sla::Happening::StaffReply)
+        .await?;
     store::submit(&mut tx, payload.id, &data, message.id).await?;
     // Calls for an earlier response stop: the remote hears about the latest.
     store::supersede_epilogs(&mut tx, payload.id).await?;

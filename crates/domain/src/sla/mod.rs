@@ -7,9 +7,18 @@
 //! here, applied in the transaction of that change; the dispatcher only
 //! looks for due times that have passed. Pure: no I/O, no clock reads.
 
+pub mod policy;
+pub mod tracker;
+
 use std::time::Duration;
 
 use jiff::Timestamp;
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+use utoipa::ToSchema;
+
+pub use policy::{Policy, SlaTarget};
+pub use tracker::{Happening, MetricClock, TicketState, needs_reply_history, track};
 
 use crate::calendar::BusinessCalendar;
 use crate::string_enum;
@@ -169,9 +178,22 @@ impl Clock {
         None
     }
 
+    /// When the next stage comes due, while one still can (the
+    /// dispatcher's scan looks for these).
+    pub fn next_stage_at(&self) -> Option<Timestamp> {
+        if self.state() != State::Running {
+            return None;
+        }
+        match (self.warn_at, self.due_at) {
+            (Some(warn), Some(due)) => Some(warn.min(due)),
+            (warn, due) => warn.or(due),
+        }
+    }
+
     /// Records that `stage` fired at `now`.
     pub fn fired(&mut self, stage: Stage, now: Timestamp) {
         match stage {
+            Stage::ManagerAttention => {}
             Stage::Warning => {
                 self.warned_at = Some(now);
                 self.warn_at = None;
@@ -186,13 +208,40 @@ impl Clock {
 }
 
 string_enum!(
-    /// An escalation stage of a clock: `warn_before` the due time, or the
-    /// due time passed.
+    /// An escalation stage: a clock's `warn_before` its due time, its due
+    /// time passed, or (not a clock's) an intervention ticket raised to the
+    /// queue's managers at once (`fma_inbox_managers`).
     Stage {
         Warning => "warning",
         Breach => "breach",
+        ManagerAttention => "manager_attention",
     }
 );
+
+/// A clock as ticket answers show it (`sla` items).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct ClockView {
+    /// What it measures.
+    pub metric: Metric,
+    /// When it is due (null while paused or met).
+    #[serde(with = "time::serde::rfc3339::option")]
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub due_at: Option<OffsetDateTime>,
+    /// Where it stands.
+    pub state: State,
+    /// When its warning fired.
+    #[serde(with = "time::serde::rfc3339::option")]
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub warned_at: Option<OffsetDateTime>,
+    /// When its breach fired.
+    #[serde(with = "time::serde::rfc3339::option")]
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub breached_at: Option<OffsetDateTime>,
+    /// When it was met.
+    #[serde(with = "time::serde::rfc3339::option")]
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub fulfilled_at: Option<OffsetDateTime>,
+}
 
 #[cfg(test)]
 mod tests {

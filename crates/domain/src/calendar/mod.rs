@@ -11,6 +11,8 @@
 //! keeps `time::OffsetDateTime`, converted here only ([`to_timestamp`],
 //! [`from_timestamp`]).
 
+pub mod written;
+
 use std::collections::BTreeSet;
 use std::time::Duration;
 

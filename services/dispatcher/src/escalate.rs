@@ -1,0 +1,169 @@
+//! Escalations (CONTRACT §7): a scan, at least once a second, for
+//! service-level clocks whose next stage (warning or breach) came due.
+//!
+//! Due times live in Postgres, not in broker delays: a reply, a pause or a
+//! new priority moves a deadline in the change's own transaction, and a
+//! delayed message could not be moved with it. Each scan claims due clocks
+//! with `FOR UPDATE SKIP LOCKED` (several dispatchers take different ones)
+//! and fires each stage in one transaction with its unique escalation row,
+//! its events and the clock's new state: a stage fires exactly once however
+//! many dispatchers run, and one that came due while every dispatcher was
+//! down fires at the first scan after one is back.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::json;
+use tickiti_domain::calendar::{from_timestamp, to_timestamp};
+use tickiti_domain::sla::Stage;
+use tickiti_domain::ticket::TicketOut;
+use tickiti_domain::{EventEnvelope, EventType};
+use tickiti_store::sla_clocks::{self, DueClock, Escalation};
+use tickiti_store::{outbox, queues, tickets};
+use time::OffsetDateTime;
+use tokio_util::sync::CancellationToken;
+
+use crate::Ctx;
+
+/// How often due clocks are looked for (a `"2s"` target fires within
+/// about 3 s).
+pub const SCAN_INTERVAL: Duration = Duration::from_secs(1);
+/// Clocks fired per transaction.
+const BATCH: i64 = 100;
+
+/// Scans until `shutdown`.
+pub async fn run(ctx: Arc<Ctx>, shutdown: CancellationToken) {
+    let mut ticker = tokio::time::interval(SCAN_INTERVAL);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            _ = ticker.tick() => {}
+        }
+        // A full batch: more are due now, so go on without waiting.
+        loop {
+            match scan(&ctx).await {
+                Ok(n) if n as i64 == BATCH && !shutdown.is_cancelled() => continue,
+                Ok(_) => break,
+                Err(error) => {
+                    tracing::warn!(%error, "escalation scan failed; retried at the next tick");
+                    break;
+                }
+            }
+        }
+    }
+}
+
+/// Fires what is due in one transaction; how many clocks it looked at.
+pub async fn scan(ctx: &Ctx) -> anyhow::Result<usize> {
+    let mut tx = ctx.db.begin().await?;
+    let due = sla_clocks::claim_due(&mut tx, BATCH).await?;
+    if due.is_empty() {
+        return Ok(0);
+    }
+    let now = OffsetDateTime::now_utc();
+    let mut events = Vec::new();
+    for mut clock in due.iter().cloned() {
+        fire(&mut tx, &mut clock, now, &mut events).await?;
+    }
+    outbox::append(&mut tx, &events).await?;
+    tx.commit().await?;
+    let fired = events
+        .iter()
+        .filter(|e| e.event == EventType::SystemEscalation)
+        .count();
+    if fired > 0 {
+        tracing::info!(fired, "escalation stages fired");
+    }
+    Ok(due.len())
+}
+
+/// Fires the stage due on one clock (if its unique row is new) and writes
+/// the clock back.
+async fn fire(
+    conn: &mut sqlx::PgConnection,
+    due: &mut DueClock,
+    now: OffsetDateTime,
+    events: &mut Vec<EventEnvelope>,
+) -> anyhow::Result<()> {
+    let stage = due.clock.clock.due_stage(to_timestamp(now));
+    let Some(stage) = stage else {
+        // Nothing due after all (its fire time was stale): just reschedule.
+        sla_clocks::save_fired(conn, due).await?;
+        return Ok(());
+    };
+    let escalation = Escalation {
+        id: tickiti_domain::new_id(),
+        organization_id: due.organization_id,
+        ticket_id: due.ticket_id,
+        metric: due.clock.metric.as_str().to_owned(),
+        cycle: due.clock.cycle,
+        stage,
+        policy_id: due.clock.policy_id,
+        due_at: due.clock.clock.due_at.map(from_timestamp),
+        fired_at: now,
+    };
+    let first_time = sla_clocks::record_escalation(conn, &escalation).await?;
+    due.clock.clock.fired(stage, to_timestamp(now));
+    sla_clocks::save_fired(conn, due).await?;
+    if first_time {
+        escalation_events(conn, &escalation, events).await?;
+    }
+    Ok(())
+}
+
+/// The events of a stage that fired: `system.escalation` for the browsers
+/// of admins, the assignee and the queue's managers, and for a breach
+/// `ticket.escalated` for webhooks.
+pub async fn escalation_events(
+    conn: &mut sqlx::PgConnection,
+    escalation: &Escalation,
+    events: &mut Vec<EventEnvelope>,
+) -> anyhow::Result<()> {
+    let org = escalation.organization_id;
+    // Read after the clock was written: the ticket shows the breach.
+    let Some(ticket) = tickets::get(conn, org, escalation.ticket_id, false).await? else {
+        return Ok(());
+    };
+    let managers = match ticket.queue_id {
+        Some(queue) => queues::get(conn, org, queue)
+            .await?
+            .map(|q| q.manager_ids)
+            .unwrap_or_default(),
+        None => Vec::new(),
+    };
+    let rfc3339 = |t: OffsetDateTime| {
+        t.format(&time::format_description::well_known::Rfc3339)
+            .unwrap_or_default()
+    };
+    let due_at = escalation.due_at.map(rfc3339);
+    events.push(EventEnvelope::new(
+        EventType::SystemEscalation,
+        org,
+        json!({
+            "escalation_id": escalation.id,
+            "ticket_id": ticket.id,
+            "code": ticket.code,
+            "subject": ticket.subject,
+            "metric": escalation.metric,
+            "stage": escalation.stage,
+            "due_at": due_at,
+            "assignee_id": ticket.assignee_id,
+            "queue_id": ticket.queue_id,
+            "manager_ids": managers,
+        }),
+    ));
+    if escalation.stage == Stage::Breach {
+        let mut data = serde_json::to_value(TicketOut::from(ticket))?;
+        data["escalation"] = json!({
+            "id": escalation.id,
+            "metric": escalation.metric,
+            "stage": escalation.stage,
+            "due_at": due_at,
+            "fired_at": rfc3339(escalation.fired_at),
+            "policy_id": escalation.policy_id,
+        });
+        events.push(EventEnvelope::new(EventType::TicketEscalated, org, data));
+    }
+    Ok(())
+}
