@@ -8,12 +8,14 @@
 
 use std::time::Duration;
 
+use serde_json::json;
 use sqlx::PgConnection;
 use tickiti_domain::calendar::{BusinessCalendar, from_timestamp, to_timestamp, written};
 use tickiti_domain::sla::{
     self, Clock, ClockView, Happening, MetricClock, Policy, Stage, Target, TicketState,
 };
-use tickiti_domain::{Priority, TicketStatus};
+use tickiti_domain::ticket::TicketOut;
+use tickiti_domain::{EventEnvelope, EventType, Priority, TicketStatus};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
@@ -423,4 +425,61 @@ pub async fn record_escalation(conn: &mut PgConnection, escalation: &Escalation)
     .fetch_optional(conn)
     .await?;
     Ok(inserted.is_some())
+}
+
+/// The events of a stage that fired: `system.escalation` for the browsers
+/// of admins, the assignee and the queue's managers, and for a breach
+/// `ticket.escalated` for webhooks.
+pub async fn escalation_events(
+    conn: &mut PgConnection,
+    escalation: &Escalation,
+) -> Result<Vec<EventEnvelope>> {
+    let mut events = Vec::new();
+    let org = escalation.organization_id;
+    // Read after the clock was written: the ticket shows the breach.
+    let Some(ticket) = crate::tickets::get(conn, org, escalation.ticket_id, false).await? else {
+        return Ok(events);
+    };
+    let managers = match ticket.queue_id {
+        Some(queue) => crate::queues::get(conn, org, queue)
+            .await?
+            .map(|q| q.manager_ids)
+            .unwrap_or_default(),
+        None => Vec::new(),
+    };
+    let rfc3339 = |t: OffsetDateTime| {
+        t.format(&time::format_description::well_known::Rfc3339)
+            .unwrap_or_default()
+    };
+    let due_at = escalation.due_at.map(rfc3339);
+    events.push(EventEnvelope::new(
+        EventType::SystemEscalation,
+        org,
+        json!({
+            "escalation_id": escalation.id,
+            "ticket_id": ticket.id,
+            "code": ticket.code,
+            "subject": ticket.subject,
+            "metric": escalation.metric,
+            "stage": escalation.stage,
+            "due_at": due_at,
+            "assignee_id": ticket.assignee_id,
+            "queue_id": ticket.queue_id,
+            "manager_ids": managers,
+        }),
+    ));
+    if escalation.stage == Stage::Breach {
+        let mut data = serde_json::to_value(TicketOut::from(ticket))
+            .map_err(|e| sqlx::Error::Encode(Box::new(e)))?;
+        data["escalation"] = json!({
+            "id": escalation.id,
+            "metric": escalation.metric,
+            "stage": escalation.stage,
+            "due_at": due_at,
+            "fired_at": rfc3339(escalation.fired_at),
+            "policy_id": escalation.policy_id,
+        });
+        events.push(EventEnvelope::new(EventType::TicketEscalated, org, data));
+    }
+    Ok(events)
 }

@@ -35,6 +35,11 @@ impl EventBatch {
         Ok(())
     }
 
+    /// Adds events built elsewhere (by the store, for the organization).
+    pub fn extend(&mut self, events: impl IntoIterator<Item = EventEnvelope>) {
+        self.events.extend(events);
+    }
+
     /// The events so far (for a statement that writes them with its change).
     pub fn as_slice(&self) -> &[EventEnvelope] {
         &self.events

@@ -638,3 +638,63 @@ async fn a_new_epilog_url_does_not_inherit_the_old_token(db: PgPool) {
         .await;
     assert_eq!(free.status, 200, "{}", free.body);
 }
+
+/// `fma_inbox_managers` raises a new intervention ticket to the queue's
+/// managers at once: a `manager_attention` escalation, written with the
+/// ticket; without the flag, none.
+#[sqlx::test(migrator = "tickiti_store::MIGRATOR")]
+async fn for_manager_attention_raises_the_ticket_to_the_queues_managers(db: PgPool) {
+    let app = TestApp::spawn(db.clone()).await;
+    let org = app.org("Acme").await;
+    let (manager, _, _) = app.user(&org, "Mia", Role::Agent, &[Ability::All]).await;
+    let queue = app
+        .post(
+            "/api/v1/queues",
+            &org.token,
+            json!({ "name": "Remote", "manager_ids": [manager] }),
+        )
+        .await;
+    assert_eq!(queue.status, 201, "{}", queue.body);
+    let mut urgent = definition("address-change");
+    urgent["fma_inbox_managers"] = json!(true);
+    let created = app.post("/api/v1/interventions", &org.token, urgent).await;
+    assert_eq!(created.status, 201, "{}", created.body);
+    let mut quiet = definition("quiet");
+    quiet["name"] = json!("quiet");
+    assert_eq!(
+        app.post("/api/v1/interventions", &org.token, quiet)
+            .await
+            .status,
+        201
+    );
+    let (_, _, remote) = app
+        .user(&org, "Remote", Role::Agent, &[Ability::CreateTicket])
+        .await;
+    let raised = app
+        .post_with_key(
+            "/api/v1/intervention-tickets",
+            &remote,
+            "k-1",
+            ticket_request("u-1"),
+        )
+        .await;
+    assert_eq!(raised.status, 201, "{}", raised.body);
+    let mut plain = ticket_request("u-2");
+    plain["intervention"] = json!("quiet");
+    let not_raised = app
+        .post_with_key("/api/v1/intervention-tickets", &remote, "k-2", plain)
+        .await;
+    assert_eq!(not_raised.status, 201, "{}", not_raised.body);
+
+    let frames: Vec<Value> = sqlx::query_scalar(
+        "SELECT payload->'data' FROM outbox WHERE event_type = 'system.escalation'",
+    )
+    .fetch_all(&db)
+    .await
+    .unwrap();
+    assert_eq!(frames.len(), 1, "{frames:?}");
+    assert_eq!(frames[0]["ticket_id"], raised.body["ticket_id"]);
+    assert_eq!(frames[0]["stage"], "manager_attention");
+    assert_eq!(frames[0]["manager_ids"], json!([manager]));
+    assert_eq!(frames[0]["queue_id"], queue.body["id"]);
+}

@@ -13,13 +13,10 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use serde_json::json;
 use tickiti_domain::calendar::{from_timestamp, to_timestamp};
-use tickiti_domain::sla::Stage;
-use tickiti_domain::ticket::TicketOut;
 use tickiti_domain::{EventEnvelope, EventType};
+use tickiti_store::outbox;
 use tickiti_store::sla_clocks::{self, DueClock, Escalation};
-use tickiti_store::{outbox, queues, tickets};
 use time::OffsetDateTime;
 use tokio_util::sync::CancellationToken;
 
@@ -107,63 +104,7 @@ async fn fire(
     due.clock.clock.fired(stage, to_timestamp(now));
     sla_clocks::save_fired(conn, due).await?;
     if first_time {
-        escalation_events(conn, &escalation, events).await?;
-    }
-    Ok(())
-}
-
-/// The events of a stage that fired: `system.escalation` for the browsers
-/// of admins, the assignee and the queue's managers, and for a breach
-/// `ticket.escalated` for webhooks.
-pub async fn escalation_events(
-    conn: &mut sqlx::PgConnection,
-    escalation: &Escalation,
-    events: &mut Vec<EventEnvelope>,
-) -> anyhow::Result<()> {
-    let org = escalation.organization_id;
-    // Read after the clock was written: the ticket shows the breach.
-    let Some(ticket) = tickets::get(conn, org, escalation.ticket_id, false).await? else {
-        return Ok(());
-    };
-    let managers = match ticket.queue_id {
-        Some(queue) => queues::get(conn, org, queue)
-            .await?
-            .map(|q| q.manager_ids)
-            .unwrap_or_default(),
-        None => Vec::new(),
-    };
-    let rfc3339 = |t: OffsetDateTime| {
-        t.format(&time::format_description::well_known::Rfc3339)
-            .unwrap_or_default()
-    };
-    let due_at = escalation.due_at.map(rfc3339);
-    events.push(EventEnvelope::new(
-        EventType::SystemEscalation,
-        org,
-        json!({
-            "escalation_id": escalation.id,
-            "ticket_id": ticket.id,
-            "code": ticket.code,
-            "subject": ticket.subject,
-            "metric": escalation.metric,
-            "stage": escalation.stage,
-            "due_at": due_at,
-            "assignee_id": ticket.assignee_id,
-            "queue_id": ticket.queue_id,
-            "manager_ids": managers,
-        }),
-    ));
-    if escalation.stage == Stage::Breach {
-        let mut data = serde_json::to_value(TicketOut::from(ticket))?;
-        data["escalation"] = json!({
-            "id": escalation.id,
-            "metric": escalation.metric,
-            "stage": escalation.stage,
-            "due_at": due_at,
-            "fired_at": rfc3339(escalation.fired_at),
-            "policy_id": escalation.policy_id,
-        });
-        events.push(EventEnvelope::new(EventType::TicketEscalated, org, data));
+        events.extend(sla_clocks::escalation_events(conn, &escalation).await?);
     }
     Ok(())
 }

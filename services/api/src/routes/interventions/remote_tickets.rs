@@ -5,10 +5,11 @@ use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use tickiti_domain::intervention::{self, DATA_BAG_MAX, PayloadStatus, TemplateKind, UID_MAX};
+use tickiti_domain::sla::Stage;
 use tickiti_domain::ticket::{BODY_MAX, SUBJECT_MAX};
 use tickiti_domain::{Ability, EventType, Priority, Validation, Visibility, new_id};
 use tickiti_store::interventions::{self as store, NewPayload};
-use tickiti_store::{audit, contacts, messages, tickets};
+use tickiti_store::{audit, contacts, messages, sla_clocks, tickets};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
@@ -190,6 +191,24 @@ pub async fn create_intervention_ticket(
         return Err(uid_exists(ticket_id.unwrap_or_default()));
     }
     inserted?;
+    if def.fma_inbox_managers && ticket.queue_id.is_some() {
+        // Seed 001's "for manager attention": raised to the queue's
+        // managers at once, as an escalation of its own stage.
+        let escalation = sla_clocks::Escalation {
+            id: new_id(),
+            organization_id: org,
+            ticket_id: ticket.id,
+            metric: "intervention".to_owned(),
+            cycle: 1,
+            stage: Stage::ManagerAttention,
+            policy_id: None,
+            due_at: None,
+            fired_at: now,
+        };
+        if sla_clocks::record_escalation(&mut tx, &escalation).await? {
+            events.extend(sla_clocks::escalation_events(&mut tx, &escalation).await?);
+        }
+    }
     let payload = store::payload_for_ticket(&mut tx, org, ticket.id, false)
         .await?
         .ok_or_else(|| ApiError::not_found(NOT_FOUND, "intervention"))?;
