@@ -625,6 +625,42 @@ mod tests {
     }
 
     #[test]
+    fn escalations_reach_admins_the_assignee_and_managers_only() {
+        let hub = hub();
+        let org = Uuid::now_v7();
+        let (admin, assignee, manager, other) = (
+            Uuid::now_v7(),
+            Uuid::now_v7(),
+            Uuid::now_v7(),
+            Uuid::now_v7(),
+        );
+        let (_pa, mut ra) = hub.join(claims(org, admin, &[scope::TICKETS, scope::ADMIN]), None);
+        let (_pb, mut rb) = hub.join(claims(org, assignee, &[scope::TICKETS]), None);
+        let (_pc, mut rc) = hub.join(claims(org, manager, &[scope::TICKETS]), None);
+        let (_pd, mut rd) = hub.join(claims(org, other, &[scope::TICKETS]), None);
+        hub.event(
+            Some(Uuid::now_v7()),
+            org,
+            "system.escalation",
+            &json!({ "stage": "breach", "assignee_id": assignee, "manager_ids": [manager] }),
+        );
+        for (who, rx) in [
+            ("admin", &mut ra),
+            ("assignee", &mut rb),
+            ("manager", &mut rc),
+        ] {
+            let frames = drain(rx);
+            assert_eq!(frames.len(), 2, "{who}: welcome + escalation: {frames:?}");
+            assert_eq!(frames[1]["event"], "system.escalation");
+        }
+        assert_eq!(
+            drain(&mut rd).len(),
+            1,
+            "a colleague not involved: only the welcome"
+        );
+    }
+
+    #[test]
     fn resume_replays_missed_frames_then_live_ones() {
         let hub = hub();
         let org = Uuid::now_v7();
