@@ -80,6 +80,34 @@ test('a reply shows in a colleague\'s browser over REST, and the ticket view is 
   await other.context.close();
 });
 
+test('a ticket under a service-level policy shows its clocks, and a reply meets the first response', async () => {
+  const queue = await api('POST', '/queues', { name: 'Priority line' });
+  await api('POST', '/sla-policies', {
+    name: 'Priority line', position: 1, queue_ids: [queue.id],
+    targets: [{ priority: 'urgent', metric: 'first_response', within: '1h', warn_before: '10m' },
+      { priority: 'urgent', metric: 'resolution', within: '1d' }],
+  });
+  const subject = 'Payroll export stuck';
+  await api('POST', '/tickets', {
+    subject, priority: 'urgent', queue_id: queue.id,
+    contact: { email: 'dora@example.com' }, message: 'Salaries are due today.',
+  });
+  const me = await colleague(browser, 'sla');
+  await withArtifacts('sla', [me], async () => {
+    const { page } = me;
+    await signIn(page, ADMIN);
+    await page.getByRole('link', { name: subject }).click();
+    const levels = page.getByRole('region', { name: 'Service levels' });
+    await levels.getByText(/^First response due in (59|60) min$/).waitFor();
+    await levels.getByText(/^Resolution due in (23|24) h$/).waitFor();
+    await page.getByRole('textbox', { name: 'Reply' }).fill('Looking at it now.');
+    await page.getByRole('button', { name: 'Send reply' }).click();
+    await levels.getByText('First response met').waitFor();
+    assert.deepEqual(me.errors(), []);
+  });
+  await me.context.close();
+});
+
 test('every admin screen opens, an admin adds a colleague, and the app fits a 390 px phone', async () => {
   const me = await colleague(browser, 'admin-screens');
   await withArtifacts('admin-screens', [me], async () => {

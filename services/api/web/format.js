@@ -30,6 +30,17 @@ export function relative(iso, now = Date.now()) {
   return new Date(at).toLocaleDateString(undefined, { year: 'numeric', month: 'short', day: 'numeric' });
 }
 
+/** A due time: "in 25 min", "in 3 h", "in 2 d", or "5 min ago" once passed. */
+export function until(iso, now = Date.now()) {
+  const at = Date.parse(iso);
+  if (Number.isNaN(at)) return '';
+  const diff = at - now;
+  if (diff <= 0) return relative(iso, now);
+  if (diff < hour) return `in ${Math.max(1, Math.round(diff / minute))} min`;
+  if (diff < day) return `in ${Math.round(diff / hour)} h`;
+  return `in ${Math.round(diff / day)} d`;
+}
+
 export function absolute(iso) {
   const at = Date.parse(iso);
   if (Number.isNaN(at)) return '';

@@ -3,7 +3,7 @@
 // rejected promise unhandled.
 
 import { html, useState, useEffect, useRef, useCallback, useId } from '../html.js';
-import { relative, absolute, label as words } from '../format.js';
+import { relative, absolute, until, label as words } from '../format.js';
 import { ApiError } from '../api.js';
 import { reportBug } from '../store.js';
 
@@ -131,6 +131,25 @@ export function Time({ iso }) {
   if (!iso) return null;
   return html`<time datetime=${iso} title=${absolute(iso)}>${relative(iso, current)}</time>`;
 }
+
+/** A service-level clock as words ("First response due in 25 min"), with
+ * a tone: "late" once breached and not met, "soon" once warned. */
+export function clockText(clock, current) {
+  const metric = words(clock.metric);
+  switch (clock.state) {
+    case 'fulfilled':
+      return { tone: clock.breached_at ? 'late' : 'met', text: `${metric} met${clock.breached_at ? ' late' : ''}` };
+    case 'paused':
+      return { tone: '', text: `${metric} paused` };
+    case 'breached':
+      return { tone: 'late', text: `${metric} overdue since ${relative(clock.breached_at, current)}` };
+    default:
+      return { tone: clock.warned_at ? 'soon' : '', text: `${metric} due ${until(clock.due_at, current)}` };
+  }
+}
+
+/** Whether a ticket has a breached target not yet met (the `escalated` filter). */
+export const isEscalated = (ticket) => (ticket.sla || []).some((c) => c.state === 'breached');
 
 /** A status / priority pill. The text carries the meaning; colour only helps. */
 export function Pill({ kind, value }) {

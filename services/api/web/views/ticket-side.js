@@ -5,12 +5,13 @@ import { html, useState, useEffect, useMemo } from '../html.js';
 import * as api from '../api.js';
 import { useStore, userName, announce } from '../store.js';
 import { STATUSES, PRIORITIES, label, duration } from '../format.js';
-import { Alert, Select, TextField, Time, fieldError, formError } from './components.js';
+import { Alert, Select, TextField, Time, clockText, fieldError, formError, useNow } from './components.js';
 import { describeAudit } from './changes.js';
 
 export function TicketSide({ ticket, setTicket, onConflict, entries, audit }) {
   return html`
     <${Properties} ticket=${ticket} setTicket=${setTicket} onConflict=${onConflict} />
+    <${ServiceLevels} ticket=${ticket} />
     <${Tags} ticket=${ticket} setTicket=${setTicket} onConflict=${onConflict} />
     <${TimeEntries} ticket=${ticket} entries=${entries} audit=${audit} />
     <${AuditTrail} audit=${audit} />`;
@@ -82,6 +83,26 @@ function Properties({ ticket, setTicket, onConflict }) {
     </div>
     ${conflict && html`<div class="alert warn" role="alert">${conflict}</div>`}
     <${Alert} error=${formError(error, ['status', 'priority', 'assignee_id', 'queue_id'])} />
+  </section>`;
+}
+
+/** The ticket's service-level clocks, when a policy applies. */
+function ServiceLevels({ ticket }) {
+  const current = useNow();
+  const clocks = ticket.sla || [];
+  if (!clocks.length) return null;
+  return html`<section class="panel" aria-labelledby="sla-title">
+    <h2 id="sla-title" class="panel-title">Service levels</h2>
+    <ul class="sla-list">
+      ${clocks.map((clock) => {
+        const { tone, text } = clockText(clock, current);
+        const at = clock.due_at || clock.breached_at || clock.fulfilled_at;
+        return html`<li key=${clock.metric} class=${`sla sla-${tone || 'plain'}`}>
+          <span>${text}</span>
+          ${at && html`<span class="muted small"><${Time} iso=${at} /></span>`}
+        </li>`;
+      })}
+    </ul>
   </section>`;
 }
 

@@ -9,7 +9,7 @@ import { navigate } from '../router.js';
 import { useShortcut } from '../keys.js';
 import { STATUSES, PRIORITIES, label } from '../format.js';
 import { buildQuery, matches, compare, SORTS, DEFAULT_SORT } from '../filters.js';
-import { Alert, Select, Time, Pill, fieldError, formError } from './components.js';
+import { Alert, Select, Time, Pill, fieldError, formError, isEscalated } from './components.js';
 
 const PAGE = 50;
 const CHOICE_KEYS = ['status', 'priority', 'queue_id', 'assignee_id', 'sort'];
@@ -272,6 +272,7 @@ function Row({ ticket, lock }) {
     <td class="col-subject">
       <a class="subject-link" href=${`/tickets/${ticket.id}`}>${ticket.subject}</a>
       ${lock && html`<span class="lock-badge">${lock.user.name} is replying</span>`}
+      ${isEscalated(ticket) && html`<span class="sla-badge">Overdue</span>`}
       <div class="row-sub">
         <span class="muted">${ticket.contact?.name || ticket.contact?.email || ''}</span>
         <span class="row-meta muted"><span class="mono">${ticket.code}</span> · ${label(ticket.priority)} · ${assignee}</span>
