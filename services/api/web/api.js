@@ -72,7 +72,7 @@ export async function request(method, path, options = {}) {
   }
 }
 
-async function send(method, path, { body, ifMatch, query, quiet401 = false, signal } = {}) {
+async function send(method, path, { body, ifMatch, query, quiet401 = false, signal, onVersion } = {}) {
   const headers = { Accept: 'application/json' };
   if (body !== undefined) headers['Content-Type'] = 'application/json';
   if (UNSAFE.has(method)) {
@@ -118,6 +118,11 @@ async function send(method, path, { body, ifMatch, query, quiet401 = false, sign
     if (response.status === 401 && !quiet401) unauthorizedHandler(error);
     throw error;
   }
+  // A message answers with the ticket's new ETag: the caller's next
+  // If-Match must not be the version its own change just replaced.
+  const tag = onVersion && response.headers.get('ETag');
+  const version = tag ? Number(tag.replace(/^W\//, '').replace(/"/g, '')) : NaN;
+  if (Number.isInteger(version)) onVersion(version);
   return data;
 }
 

@@ -9,7 +9,7 @@ import { announce } from '../store.js';
 import { useShortcut } from '../keys.js';
 import { Alert, FieldError, fieldError, formError } from './components.js';
 
-export function ReplyForm({ ticket, draft, setDraft, resetDraft, textareaRef, onConflict, onSent }) {
+export function ReplyForm({ ticket, draft, setDraft, resetDraft, textareaRef, onConflict, onSent, onVersion }) {
   const [error, setError] = useState(null);
   const [conflictText, setConflictText] = useState('');
   const [sending, setSending] = useState(false);
@@ -38,7 +38,7 @@ export function ReplyForm({ ticket, draft, setDraft, resetDraft, textareaRef, on
     try {
       await api.post(`/tickets/${api.seg(ticketId)}/messages`,
         { body, visibility: internal ? 'internal' : 'public' },
-        { ifMatch: ticket.version });
+        { ifMatch: ticket.version, onVersion });
       live.release(ticketId);
       resetDraft();
       announce(internal ? 'Internal note added' : 'Reply sent');

@@ -156,6 +156,7 @@ export function TicketView({ id }) {
             reply=${draft.body} onSubmitted=${() => { resetDraft(); messages.reload(); ticket.reload(); audit.reload(); }} />`}
           <${ReplyForm} ticket=${t} draft=${draft} setDraft=${setDraft} resetDraft=${resetDraft}
             textareaRef=${replyRef} onConflict=${conflict}
+            onVersion=${(v) => ticket.setData((cur) => (cur && v > cur.version ? { ...cur, version: v } : cur))}
             onSent=${() => { messages.reload(); ticket.reload(); audit.reload(); }} />
         </div>
         <div class="ticket-side">
