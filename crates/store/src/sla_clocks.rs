@@ -402,9 +402,10 @@ pub struct Escalation {
     pub fired_at: OffsetDateTime,
 }
 
-/// Records that a stage fired, unless it fired already for this ticket,
-/// metric and cycle (then None: the caller sends nothing). This unique key
-/// is what makes each stage fire exactly once, however many dispatchers run.
+/// Records that a stage fired; `false` when it fired already for this
+/// ticket, metric and cycle (the caller then sends nothing). This unique
+/// key is what makes each stage fire exactly once, however many
+/// dispatchers run.
 pub async fn record_escalation(conn: &mut PgConnection, escalation: &Escalation) -> Result<bool> {
     let inserted = sqlx::query_scalar!(
         "INSERT INTO sla_escalations (id, organization_id, ticket_id, metric, cycle, stage, policy_id,
