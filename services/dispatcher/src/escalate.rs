@@ -58,12 +58,15 @@ pub async fn scan(ctx: &Ctx) -> anyhow::Result<usize> {
     if due.is_empty() {
         return Ok(0);
     }
+    let claimed = due.len();
     let now = OffsetDateTime::now_utc();
     let mut events = Vec::new();
-    for mut clock in due.iter().cloned() {
+    for mut clock in due {
         fire(&mut tx, &mut clock, now, &mut events).await?;
     }
-    outbox::append(&mut tx, &events).await?;
+    if !events.is_empty() {
+        outbox::append(&mut tx, &events).await?;
+    }
     tx.commit().await?;
     let fired = events
         .iter()
@@ -72,7 +75,7 @@ pub async fn scan(ctx: &Ctx) -> anyhow::Result<usize> {
     if fired > 0 {
         tracing::info!(fired, "escalation stages fired");
     }
-    Ok(due.len())
+    Ok(claimed)
 }
 
 /// Fires the stage due on one clock (if its unique row is new) and writes
