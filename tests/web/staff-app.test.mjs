@@ -2,7 +2,7 @@
 // unpaired install: no realtime, so the app must work over REST alone).
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { launch, colleague, withArtifacts, signIn, api, seriousViolations, ADMIN, AGENT, BASE } from './harness.mjs';
+import { launch, colleague, withArtifacts, signIn, api, until, seriousViolations, ADMIN, AGENT, BASE } from './harness.mjs';
 
 let browser;
 before(async () => { browser = await launch(); });
@@ -142,9 +142,21 @@ test('every admin screen opens, an admin adds a colleague, and the app fits a 39
 });
 
 test('axe-core finds no serious or critical violation on any screen, light or dark', async () => {
+  // A ticket whose first response is overdue (the dispatcher fires the
+  // breach), so the service-level panel, the list's Overdue marker and the
+  // Escalated count are on screen and checked too.
+  const queue = await api('POST', '/queues', { name: 'Screen readers' });
+  await api('POST', '/sla-policies', {
+    name: 'Screen readers', position: 2, queue_ids: [queue.id],
+    targets: [{ priority: 'urgent', metric: 'first_response', within: '1s' },
+      { priority: 'urgent', metric: 'resolution', within: '1d' }],
+  });
   const ticket = await api('POST', '/tickets', {
     subject: 'Screen reader check', contact: { email: 'carla@example.com' }, message: 'A message to show.',
+    priority: 'urgent', queue_id: queue.id,
   });
+  await until('the first response to be breached', async () =>
+    (await api('GET', `/tickets/${ticket.id}`)).sla.some((c) => c.state === 'breached'));
   for (const scheme of ['light', 'dark']) {
     const me = await colleague(browser, `axe-${scheme}`);
     await me.page.emulateMedia({ colorScheme: scheme });

@@ -132,7 +132,8 @@ export function Time({ iso }) {
   return html`<time datetime=${iso} title=${absolute(iso)}>${relative(iso, current)}</time>`;
 }
 
-/** A service-level clock as words ("First response due in 25 min"), with
+/** A service-level clock as words ("First response due in 25 min"; the
+ * moment itself stands beside it), with
  * a tone: "late" once breached and not met, "soon" once warned. */
 export function clockText(clock, current) {
   const metric = words(clock.metric);
@@ -142,7 +143,7 @@ export function clockText(clock, current) {
     case 'paused':
       return { tone: '', text: `${metric} paused` };
     case 'breached':
-      return { tone: 'late', text: `${metric} overdue since ${relative(clock.breached_at, current)}` };
+      return { tone: 'late', text: `${metric} overdue` };
     default:
       return { tone: clock.warned_at ? 'soon' : '', text: `${metric} due ${until(clock.due_at, current)}` };
   }

@@ -10,8 +10,8 @@ import { describeAudit } from './changes.js';
 
 export function TicketSide({ ticket, setTicket, onConflict, entries, audit }) {
   return html`
-    <${Properties} ticket=${ticket} setTicket=${setTicket} onConflict=${onConflict} />
     <${ServiceLevels} ticket=${ticket} />
+    <${Properties} ticket=${ticket} setTicket=${setTicket} onConflict=${onConflict} />
     <${Tags} ticket=${ticket} setTicket=${setTicket} onConflict=${onConflict} />
     <${TimeEntries} ticket=${ticket} entries=${entries} audit=${audit} />
     <${AuditTrail} audit=${audit} />`;
@@ -96,7 +96,8 @@ function ServiceLevels({ ticket }) {
     <ul class="sla-list">
       ${clocks.map((clock) => {
         const { tone, text } = clockText(clock, current);
-        const at = clock.due_at || clock.breached_at || clock.fulfilled_at;
+        // Overdue: since when; otherwise when it is due or was met.
+        const at = clock.state === 'breached' ? clock.breached_at : clock.due_at || clock.fulfilled_at;
         return html`<li key=${clock.metric} class=${`sla sla-${tone || 'plain'}`}>
           <span>${text}</span>
           ${at && html`<span class="muted small"><${Time} iso=${at} /></span>`}
