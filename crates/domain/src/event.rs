@@ -31,20 +31,25 @@ string_enum!(
         MentionCreated => "mention.created",
         MentionAcknowledged => "mention.acknowledged",
         SystemEscalation => "system.escalation",
+        NotificationCreated => "notification.created",
+        NotificationRead => "notification.read",
         TestPing => "test.ping",
     }
 );
 
 impl EventType {
-    /// Whether webhook endpoints may subscribe to it (mentions are for the
-    /// mentioned user's browser only, `system.*` for staff browsers; an
-    /// integrator hears of a breach through `ticket.escalated`).
+    /// Whether webhook endpoints may subscribe to it (mentions and
+    /// notifications are for their person's browsers only, `system.*` for
+    /// staff browsers; an integrator hears of a breach through
+    /// `ticket.escalated`).
     pub fn is_webhook_event(self) -> bool {
         !matches!(
             self,
             EventType::MentionCreated
                 | EventType::MentionAcknowledged
                 | EventType::SystemEscalation
+                | EventType::NotificationCreated
+                | EventType::NotificationRead
         )
     }
 }

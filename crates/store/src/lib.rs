@@ -14,6 +14,7 @@ pub mod interventions;
 pub mod login_attempts;
 pub mod mentions;
 pub mod messages;
+pub mod notifications;
 pub mod organizations;
 pub mod outbox;
 pub mod perspectives;

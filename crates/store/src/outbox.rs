@@ -7,10 +7,17 @@ use uuid::Uuid;
 
 use crate::Result;
 
-/// Appends events in one statement; they become visible to the relay when
-/// the transaction commits.
-pub async fn append(conn: &mut PgConnection, events: &[EventEnvelope]) -> Result<()> {
-    let rows = Rows::of(events)?;
+/// Appends a change's events, with the notifications they cause
+/// ([`crate::notifications::derive`]; none for `actor`, who made the change)
+/// and those notifications' own events. They become visible to the relay
+/// when the transaction commits.
+pub async fn append(
+    conn: &mut PgConnection,
+    events: &[EventEnvelope],
+    actor: Option<Uuid>,
+) -> Result<()> {
+    let notified = crate::notifications::derive(conn, events, actor).await?;
+    let rows = Rows::of(events.iter().chain(&notified))?;
     sqlx::query!(
         "INSERT INTO outbox (id, organization_id, event_type, payload)
          SELECT * FROM UNNEST($1::uuid[], $2::uuid[], $3::text[], $4::jsonb[])",
@@ -35,7 +42,7 @@ pub(crate) struct Rows {
 }
 
 impl Rows {
-    pub(crate) fn of(events: &[EventEnvelope]) -> Result<Rows> {
+    pub(crate) fn of<'a>(events: impl IntoIterator<Item = &'a EventEnvelope>) -> Result<Rows> {
         let mut rows = Rows::default();
         for event in events {
             rows.ids.push(event.id);

@@ -16,6 +16,7 @@ use tokio::sync::Mutex;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
+pub mod smtp;
 pub mod webhooks;
 
 /// Calls `probe` every 50 ms until `done` holds for its answer or `timeout`

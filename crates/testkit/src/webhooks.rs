@@ -38,6 +38,10 @@ pub fn dispatcher_config(prefix: &str) -> Config {
         epilog_max_attempts: 4,
         epilog_retry_min: Duration::from_millis(200),
         epilog_retry_max: Duration::from_secs(1),
+        smtp_url: None,
+        smtp_from: "Tickiti <tickiti@test.example>".to_owned(),
+        public_url: "http://tickiti.test".to_owned(),
+        notify_email_delay: Duration::from_secs(60),
     }
 }
 

@@ -9,20 +9,23 @@ use sqlx::PgConnection;
 use tickiti_domain::{EventEnvelope, EventType};
 use uuid::Uuid;
 
-use crate::http::{ApiError, ApiResult};
+use crate::http::{ApiError, ApiResult, Principal};
 
 /// Events of one change, written together.
 #[derive(Debug)]
 pub struct EventBatch {
     organization_id: Uuid,
+    /// Who makes the change: never notified of it.
+    actor: Uuid,
     events: Vec<EventEnvelope>,
 }
 
 impl EventBatch {
-    /// An empty batch for the organization's events.
-    pub fn new(organization_id: Uuid) -> Self {
+    /// An empty batch for a change `principal` makes in their organization.
+    pub fn new(principal: &Principal) -> Self {
         Self {
-            organization_id,
+            organization_id: principal.org(),
+            actor: principal.user.id,
             events: Vec::new(),
         }
     }
@@ -45,23 +48,29 @@ impl EventBatch {
         &self.events
     }
 
-    /// Appends the batch to the outbox.
+    /// Who makes the change.
+    pub fn actor(&self) -> Uuid {
+        self.actor
+    }
+
+    /// Appends the batch to the outbox, with the notifications it causes.
     pub async fn append(self, conn: &mut PgConnection) -> ApiResult<()> {
         if !self.events.is_empty() {
-            tickiti_store::outbox::append(conn, &self.events).await?;
+            tickiti_store::outbox::append(conn, &self.events, Some(self.actor)).await?;
         }
         Ok(())
     }
 }
 
-/// Appends one event about `data` (the resource as the API returns it).
+/// Appends one event about `data` (the resource as the API returns it)
+/// for a change `principal` makes.
 pub async fn emit(
     conn: &mut PgConnection,
-    organization_id: Uuid,
+    principal: &Principal,
     event: EventType,
     data: &impl Serialize,
 ) -> ApiResult<()> {
-    let mut batch = EventBatch::new(organization_id);
+    let mut batch = EventBatch::new(principal);
     batch.push(event, data)?;
     batch.append(conn).await
 }

@@ -183,7 +183,7 @@ async fn no_event_is_published_before_its_commit(db: PgPool) {
         org.id,
         json!({ "probe": true }),
     );
-    tickiti_store::outbox::append(&mut tx, std::slice::from_ref(&event))
+    tickiti_store::outbox::append(&mut tx, std::slice::from_ref(&event), None)
         .await
         .unwrap();
     // Longer than the relay's poll interval, with other commits waking it meanwhile.

@@ -96,6 +96,25 @@ pub struct Config {
     /// Longest delay between two epilog attempts.
     #[arg(long, env = "EPILOG_RETRY_MAX", default_value = "5m", value_parser = parse_duration)]
     pub epilog_retry_max: Duration,
+    /// Where notification e-mail is sent (CONTRACT §8): `smtp://host:port`
+    /// (plain, for a local relay or mail catcher), `smtp://host:port?tls=starttls`,
+    /// `smtps://host:port`, with optional `user:password@`. Unset: no e-mail.
+    #[arg(long, env = "SMTP_URL", hide_env_values = true)]
+    pub smtp_url: Option<String>,
+    /// The notification e-mails' sender.
+    #[arg(long, env = "SMTP_FROM", default_value = "Tickiti <tickiti@localhost>")]
+    pub smtp_from: String,
+    /// The staff app's address, for the links in e-mails.
+    #[arg(
+        long,
+        env = "TICKITI_PUBLIC_URL",
+        default_value = "http://localhost:8080"
+    )]
+    pub public_url: String,
+    /// How long a notification's e-mail is held back; read in the app by
+    /// then, it is not sent.
+    #[arg(long, env = "NOTIFY_EMAIL_DELAY", default_value = "60s", value_parser = parse_duration)]
+    pub notify_email_delay: Duration,
 }
 
 impl Config {

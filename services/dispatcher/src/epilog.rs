@@ -451,7 +451,7 @@ pub async fn apply_final(
         org,
         serde_json::to_value(&accepted)?,
     ));
-    outbox::append(conn, &events).await?;
+    outbox::append(conn, &events, None).await?;
     Ok(Applied::Now)
 }
 

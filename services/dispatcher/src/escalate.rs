@@ -65,7 +65,7 @@ pub async fn scan(ctx: &Ctx) -> anyhow::Result<usize> {
         fire(&mut tx, &mut clock, now, &mut events).await?;
     }
     if !events.is_empty() {
-        outbox::append(&mut tx, &events).await?;
+        outbox::append(&mut tx, &events, None).await?;
     }
     tx.commit().await?;
     let fired = events

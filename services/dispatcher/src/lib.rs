@@ -22,6 +22,7 @@ pub mod escalate;
 pub mod fanout;
 pub mod gate;
 pub mod metrics;
+pub mod notify;
 pub mod topology;
 
 use std::net::SocketAddr;
@@ -65,6 +66,8 @@ pub struct Ctx {
     pub recorder: deliver::Recorder,
     /// First attempts sent from this process at once, waiting ones included.
     pub in_flight: Arc<tokio::sync::Semaphore>,
+    /// Sends notification e-mail (None: no `SMTP_URL`).
+    pub mailer: Option<notify::Mailer>,
     /// Set once the api's schema is there.
     pub schema_ready: std::sync::atomic::AtomicBool,
     /// Set once the queues are declared.
@@ -120,6 +123,17 @@ pub fn serve(
 ) -> anyhow::Result<Dispatcher> {
     let addr = listener.local_addr()?;
     let master_key = config.master_key_bytes()?;
+    let mailer = match &config.smtp_url {
+        Some(url) => Some(notify::Mailer::new(
+            url,
+            &config.smtp_from,
+            &config.public_url,
+        )?),
+        None => {
+            tracing::warn!("SMTP_URL is not set: notifications are in-app only, no e-mail is sent");
+            None
+        }
+    };
     let bus = Bus::start(
         BusConfig {
             amqp_url: config.amqp_url.clone(),
@@ -147,6 +161,7 @@ pub fn serve(
         in_flight: Arc::new(tokio::sync::Semaphore::new(
             deliver::FIRST_ATTEMPTS_IN_FLIGHT,
         )),
+        mailer,
         schema_ready: std::sync::atomic::AtomicBool::new(false),
         queues_ready: std::sync::atomic::AtomicBool::new(false),
         db,
@@ -253,9 +268,11 @@ async fn run(ctx: Arc<Ctx>, shutdown: CancellationToken) {
     };
     let epilogs = epilog::start(ctx.clone(), shutdown.clone());
     let escalations = tokio::spawn(escalate::run(ctx.clone(), shutdown.clone()));
+    let emails = tokio::spawn(notify::run(ctx.clone(), shutdown.clone()));
     housekeeping(&ctx, &shutdown).await;
     let _ = epilogs.await;
     let _ = escalations.await;
+    let _ = emails.await;
     let _ = events.await;
     let _ = deliveries.await;
     // First attempts already under way may finish and be logged (one

@@ -186,6 +186,20 @@ where
     Option::<T>::deserialize(deserializer).map(Some)
 }
 
+/// Deserializer for a `true`/`false` query parameter (a query string
+/// carries text). Use with `#[serde(default, deserialize_with = "query_bool")]`.
+pub fn query_bool<'de, D>(deserializer: D) -> Result<Option<bool>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+{
+    match Option::<String>::deserialize(deserializer)?.as_deref() {
+        None => Ok(None),
+        Some("true") => Ok(Some(true)),
+        Some("false") => Ok(Some(false)),
+        Some(_) => Err(serde::de::Error::custom("must be true or false")),
+    }
+}
+
 /// Parses an id from the path; a malformed id answers the same 404 as a missing one.
 pub fn parse_id(raw: &str, code: &'static str, what: &str) -> ApiResult<Uuid> {
     Uuid::parse_str(raw).map_err(|_| ApiError::not_found(code, what))

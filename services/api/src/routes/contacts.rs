@@ -169,7 +169,7 @@ pub async fn create_contact(
     .await
     .map_err(conflict_or)?;
     let out = ContactOut::from(contact);
-    emit(&mut tx, principal.org(), EventType::ContactCreated, &out).await?;
+    emit(&mut tx, &principal, EventType::ContactCreated, &out).await?;
     state.commit(tx).await?;
     Ok((StatusCode::CREATED, axum::Json(out)))
 }
@@ -226,7 +226,7 @@ pub async fn update_contact(
         .map_err(conflict_or)?
         .ok_or_else(|| ApiError::not_found(NOT_FOUND, "contact"))?;
     let out = ContactOut::from(contact);
-    emit(&mut tx, principal.org(), EventType::ContactUpdated, &out).await?;
+    emit(&mut tx, &principal, EventType::ContactUpdated, &out).await?;
     state.commit(tx).await?;
     Ok(axum::Json(out))
 }
@@ -255,7 +255,7 @@ pub async fn delete_contact(
         .ok_or_else(|| ApiError::not_found(NOT_FOUND, "contact"))?;
     emit(
         &mut tx,
-        principal.org(),
+        &principal,
         EventType::ContactDeleted,
         &ContactOut::from(deleted),
     )

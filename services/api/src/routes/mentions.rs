@@ -109,13 +109,7 @@ pub async fn ack_mention(
         .ok_or_else(|| ApiError::not_found(NOT_FOUND, "mention"))?;
     let out = MentionOut::from(mention);
     if changed {
-        emit(
-            &mut tx,
-            principal.org(),
-            EventType::MentionAcknowledged,
-            &out,
-        )
-        .await?;
+        emit(&mut tx, &principal, EventType::MentionAcknowledged, &out).await?;
     }
     state.commit(tx).await?;
     Ok(axum::Json(out))

@@ -147,7 +147,7 @@ pub async fn create_message(
         sla_clocks::track(&mut tx, &ticket, Happening::StaffReply).await?;
     }
     let out = MessageOut::from(message.clone());
-    let mut events = EventBatch::new(org);
+    let mut events = EventBatch::new(&principal);
     events.push(EventType::MessageCreated, &out)?;
     if out.visibility == Visibility::Public {
         events.push(EventType::TicketMessageCreated, &out)?;
@@ -234,7 +234,7 @@ pub async fn delete_message(
     .await?;
     emit(
         &mut tx,
-        org,
+        &principal,
         EventType::MessageDeleted,
         &MessageOut::from(deleted),
     )

@@ -8,6 +8,7 @@ pub mod health;
 pub mod interventions;
 pub mod mentions;
 pub mod messages;
+pub mod notifications;
 pub mod perspectives;
 pub mod queues;
 pub mod realtime;
@@ -28,7 +29,7 @@ use crate::state::AppState;
 #[openapi(
     info(
         title = "Tickiti API",
-        description = "Tickets, messages, contacts, time entries, queues, perspectives, mentions, webhooks and interventions. \
+        description = "Tickets, messages, contacts, time entries, queues, perspectives, mentions, notifications, service levels, webhooks and interventions. \
                        Errors are application/problem+json (RFC 9457) with a stable `code`.",
         license(name = "AGPL-3.0-or-later")
     ),
@@ -78,6 +79,7 @@ pub fn api_v1() -> OpenApiRouter<AppState> {
         .merge(tokens::router())
         .merge(perspectives::router())
         .merge(mentions::router())
+        .merge(notifications::router())
         .merge(webhooks::router())
         .merge(interventions::router())
         .merge(realtime::router())

@@ -6,7 +6,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
-use sqlx::PgConnection;
+use sqlx::{Connection, PgConnection};
 use tickiti_domain::filter::TicketFilterParams;
 use tickiti_domain::sla::{Happening, MetricClock};
 use tickiti_domain::ticket::{BODY_MAX, SUBJECT_MAX, TAG_MAX, TAGS_MAX, normalize_tags};
@@ -270,7 +270,7 @@ pub async fn create_ticket(
     // the look-up and the write: the second try finds that contact.
     let mut retried = false;
     loop {
-        let mut events = EventBatch::new(org);
+        let mut events = EventBatch::new(&principal);
         let (contact, is_new) = match (&given_contact, &input.contact) {
             (Some(contact), _) => (contact.clone(), false),
             (None, Some(c)) => {
@@ -323,19 +323,33 @@ pub async fn create_ticket(
             events.push(EventType::MessageCreated, &message)?;
             events.push(EventType::TicketMessageCreated, &message)?;
         }
-        let opened = tickets::open(
-            &mut conn,
-            &tickets::Opening {
-                ticket: &ticket,
-                new_contact: is_new.then_some(&contact),
-                actor_user_id: Some(principal.user.id),
-                audit: &new.audit,
-                message: message.as_ref(),
-                events: events.as_slice(),
-                clocks: &clocks,
-            },
-        )
-        .await;
+        let mut opening = tickets::Opening {
+            ticket: &ticket,
+            new_contact: is_new.then_some(&contact),
+            actor_user_id: Some(principal.user.id),
+            audit: &new.audit,
+            message: message.as_ref(),
+            events: events.as_slice(),
+            clocks: &clocks,
+        };
+        // Someone besides the creator may be told of it (its queue's
+        // managers, its assignee): notifications are found against the
+        // written ticket, so the opening and they share a transaction.
+        // Otherwise the opening stays one statement.
+        let notifies =
+            ticket.queue_id.is_some() || ticket.assignee_id.is_some_and(|a| a != principal.user.id);
+        let opened = if notifies {
+            opening.events = &[];
+            let mut tx = conn.begin().await?;
+            let opened = tickets::open(&mut tx, &opening).await;
+            if opened.is_ok() {
+                events.append(&mut tx).await?;
+                tx.commit().await?;
+            }
+            opened
+        } else {
+            tickets::open(&mut conn, &opening).await
+        };
         match opened {
             Err(e) if !retried && is_new && e.is_conflict_on(contacts::EMAIL_KEY) => {
                 retried = true;
@@ -497,7 +511,7 @@ pub async fn update_ticket(
         &serde_json::Value::Object(changes),
     )
     .await?;
-    let mut events = EventBatch::new(org);
+    let mut events = EventBatch::new(&principal);
     events.push(EventType::TicketUpdated, &out)?;
     if before.assignee_id != saved.assignee_id && saved.assignee_id.is_some() {
         events.push(EventType::TicketAssigned, &out)?;
@@ -561,7 +575,7 @@ pub async fn delete_ticket(
     .await?;
     emit(
         &mut tx,
-        org,
+        &principal,
         EventType::TicketDeleted,
         &TicketOut::from(ticket),
     )

@@ -195,7 +195,7 @@ pub async fn create_time_entry(
         &detail,
     )
     .await?;
-    emit(&mut tx, org, EventType::TimeEntryCreated, &out).await?;
+    emit(&mut tx, &principal, EventType::TimeEntryCreated, &out).await?;
     state.commit(tx).await?;
     Ok((StatusCode::CREATED, axum::Json(out)))
 }
@@ -258,7 +258,7 @@ pub async fn update_time_entry(
         &detail,
     )
     .await?;
-    emit(&mut tx, org, EventType::TimeEntryUpdated, &out).await?;
+    emit(&mut tx, &principal, EventType::TimeEntryUpdated, &out).await?;
     state.commit(tx).await?;
     Ok(axum::Json(out))
 }
@@ -305,7 +305,7 @@ pub async fn delete_time_entry(
         &detail,
     )
     .await?;
-    emit(&mut tx, org, EventType::TimeEntryDeleted, &out).await?;
+    emit(&mut tx, &principal, EventType::TimeEntryDeleted, &out).await?;
     state.commit(tx).await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -132,7 +132,7 @@ pub async fn create_intervention_ticket(
     if let Some(ticket_id) = store::ticket_of_uid(&mut tx, def.id, &input.uid).await? {
         return Err(uid_exists(ticket_id));
     }
-    let mut events = EventBatch::new(org);
+    let mut events = EventBatch::new(&principal);
     let (contact, created) = contacts::find_or_insert(&mut tx, org, email, None).await?;
     if created {
         events.push(

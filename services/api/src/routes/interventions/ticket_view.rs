@@ -368,7 +368,7 @@ pub async fn submit_ticket_intervention(
     )
     .await?;
     let (payload, def) = find_payload(&mut tx, org, ticket.id, false).await?;
-    let mut events = EventBatch::new(org);
+    let mut events = EventBatch::new(&principal);
     let message = MessageOut::from(message);
     events.push(EventType::MessageCreated, &message)?;
     events.push(EventType::TicketMessageCreated, &message)?;
