@@ -107,6 +107,16 @@ async fn stages_fire_once_however_many_dispatchers_and_after_downtime(db: PgPool
     assert_eq!(frame["queue_id"], queue_id);
     assert_eq!(frame["manager_ids"], json!([manager]));
     assert!(frame["code"].as_str().unwrap().starts_with("ACME-"));
+    // The queue's manager is notified of the breach, once (§8).
+    let told: Vec<String> = sqlx::query_scalar(
+        "SELECT kind FROM notifications WHERE user_id = $1 AND ticket_id = $2::uuid ORDER BY id",
+    )
+    .bind(manager)
+    .bind(&late)
+    .fetch_all(&db)
+    .await
+    .unwrap();
+    assert_eq!(told, ["escalation.breach"]);
 
     let stages: Vec<&Value> = of(&events, "system.escalation", &watched)
         .iter()
