@@ -315,7 +315,7 @@ async fn preferences_choose_the_channels_per_kind(db: PgPool) {
     )
     .await;
     app.patch(
-        &format!("/api/v1/me/notification-preferences"),
+        "/api/v1/me/notification-preferences",
         &bea_token,
         json!({ "message.created": { "email": true } }),
     )
