@@ -120,6 +120,49 @@ test('live: a reply, a status change and a new ticket reach a colleague within a
   for (const c of [admin, other, late]) await c.context.close();
 });
 
+test('live: a ticket assigned to a colleague lights their Notifications count within a second; reading clears it', async () => {
+  const users = await api('GET', '/users?limit=200');
+  const agentId = users.data.find((u) => u.email === AGENT.email).id;
+  const other = await colleague(browser, 'notify-colleague');
+  await withArtifacts('notify', [other], () => withRealtimeLog(async () => {
+    await signIn(other.page, AGENT);
+    await connection(other.page, 'Connected');
+    const workspace = other.page.getByRole('navigation', { name: 'Workspace' });
+    const link = workspace.getByRole('link', { name: /^Notifications \d+$/ });
+    await link.waitFor();
+    const countOf = async () => Number((await link.innerText()).match(/(\d+)\s*$/)[1]);
+    const before = await countOf();
+
+    const subject = 'Scanner jams on every page';
+    const ticket = await api('POST', '/tickets', { subject, contact: { email: 'paul@example.com' }, message: 'Jams.' });
+    const sent = Date.now();
+    await api('PATCH', `/tickets/${ticket.id}`, { assignee_id: agentId });
+    await until('the Notifications count to go up', async () => (await countOf()) === before + 1, PROMISE_MS * 5);
+    const ms = Date.now() - sent;
+    console.log(`notification seen by the assignee after ${ms} ms (realtime)`);
+    assert.ok(ms < PROMISE_MS, `the notification took ${ms} ms, over the promised ${PROMISE_MS} ms`);
+
+    await link.click();
+    await other.page.getByRole('heading', { level: 1, name: 'Notifications' }).waitFor();
+    const title = `Assigned to you: ${ticket.code} ${subject}`;
+    const item = other.page.getByRole('list', { name: 'Notifications' }).getByRole('listitem').filter({ hasText: title });
+    await item.getByRole('button', { name: 'Mark as read' }).click();
+    await until('the count to go back down', async () => (await countOf()) === before, 5_000);
+    await item.getByRole('button', { name: 'Mark as read' }).waitFor({ state: 'detached' });
+
+    // The preferences: a kind turned off stays off after a reload.
+    const email = () => other.page.getByRole('checkbox', { name: 'A ticket is assigned to me: by e-mail' });
+    const saved = other.page.waitForResponse((r) => r.url().endsWith('/me/notification-preferences') && r.request().method() === 'PATCH');
+    await email().uncheck();
+    assert.equal((await saved).status(), 200);
+    await other.page.reload();
+    await other.page.getByRole('heading', { level: 1, name: 'Notifications' }).waitFor();
+    await until('the preference to read off after a reload', async () => !(await email().isChecked()), 5_000);
+    assert.deepEqual(other.errors(), [], `${other.name}'s console`);
+  }));
+  await other.context.close();
+});
+
 test('live: realtime stopped and started, the app says Reconnecting… then Connected and misses nothing', async () => {
   const subject = 'Coffee machine leaks';
   const ticket = await api('POST', '/tickets', {

@@ -144,8 +144,10 @@ test('every admin screen opens, an admin adds a colleague, and the app fits a 39
 test('axe-core finds no serious or critical violation on any screen, light or dark', async () => {
   // A ticket whose first response is overdue (the dispatcher fires the
   // breach), so the service-level panel, the list's Overdue marker and the
-  // Escalated count are on screen and checked too.
-  const queue = await api('POST', '/queues', { name: 'Screen readers' });
+  // Escalated count are on screen and checked too; the admin manages the
+  // queue, so the breach is in their notifications.
+  const adminId = (await api('GET', '/me')).id;
+  const queue = await api('POST', '/queues', { name: 'Screen readers', manager_ids: [adminId] });
   await api('POST', '/sla-policies', {
     name: 'Screen readers', position: 2, queue_ids: [queue.id],
     targets: [{ priority: 'urgent', metric: 'first_response', within: '1s' },
@@ -188,6 +190,10 @@ test('axe-core finds no serious or critical violation on any screen, light or da
       await me.page.getByRole('link', { name: /^Mentions/ }).click();
       await me.page.getByRole('heading', { level: 1 }).waitFor();
       await check('mentions');
+      await me.page.getByRole('link', { name: /^Notifications/ }).click();
+      await me.page.getByRole('heading', { level: 1, name: 'Notifications' }).waitFor();
+      await me.page.getByRole('list', { name: 'Notifications' }).getByText('Service level breached').first().waitFor();
+      await check('notifications');
       for (const name of ['Users', 'API tokens', 'Webhooks', 'Interventions', 'Realtime']) {
         await me.page.getByRole('link', { name, exact: true }).click();
         await me.page.getByRole('heading', { level: 1, name: new RegExp(name, 'i') }).waitFor();

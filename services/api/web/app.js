@@ -12,6 +12,7 @@ import { SignIn } from './views/signin.js';
 import { TicketList } from './views/tickets.js';
 import { TicketView } from './views/ticket.js';
 import { Mentions } from './views/mentions.js';
+import { Notifications } from './views/notifications.js';
 import { Alert } from './views/components.js';
 import { AdminUsers } from './views/admin/users.js';
 import { AdminTokens } from './views/admin/tokens.js';
@@ -77,27 +78,43 @@ async function loadMentionCount() {
   } catch { /* the last count stays */ }
 }
 
+async function loadNotificationCount() {
+  try {
+    const answer = await api.get('/notifications/unread-count');
+    update({ notificationsUnread: answer.unread });
+  } catch { /* the last count stays */ }
+}
+
 function loadEverything() {
   loadDirectory();
   loadPerspectives();
   loadCounts();
   loadMentionCount();
+  loadNotificationCount();
 }
 
 // Live frames that change app-wide data.
-on('live', ({ event }) => {
+on('live', ({ event, data }) => {
   if (!state.user) return;
   if (event === 'connected') {
     loadCounts();
     loadMentionCount();
+    loadNotificationCount();
   } else if (event.startsWith('mention.')) {
     loadMentionCount();
+  } else if (event === 'notification.created') {
+    // Frames of notifications go to their person only; said politely.
+    update({ notificationsUnread: (state.notificationsUnread ?? 0) + 1 });
+    if (data?.title) announce(`New notification: ${data.title}`);
+  } else if (event === 'notification.read') {
+    loadNotificationCount();
   }
 });
 on('refresh', ({ reason } = {}) => {
   if (!state.user) return;
   loadCounts();
   loadMentionCount();
+  loadNotificationCount();
   if (reason === 'welcome') {
     loadPerspectives();
     loadDirectory();
@@ -123,6 +140,7 @@ setInterval(() => {
     sinceSafety = 0;
     loadCounts();
     loadMentionCount();
+    loadNotificationCount();
   }
 }, POLL_EVERY);
 
@@ -133,7 +151,7 @@ let setPhase = () => {};
 function begin(user) {
   const { csrf_token: _csrf, ...rest } = user; // the token lives in api.js only
   remember(true);
-  update({ user: rest, counts: {}, locks: {}, mentionsUnread: null });
+  update({ user: rest, counts: {}, locks: {}, mentionsUnread: null, notificationsUnread: null });
   setPhase({ name: 'in' });
   loadEverything();
   live.start();
@@ -143,7 +161,7 @@ function end(notice, email) {
   live.stop();
   remember(false);
   api.setCsrf(null);
-  update({ user: null, perspectives: [], counts: {}, users: [], queues: [], mentionsUnread: null, locks: {} });
+  update({ user: null, perspectives: [], counts: {}, users: [], queues: [], mentionsUnread: null, notificationsUnread: null, locks: {} });
   setPhase({ name: 'out', notice, email });
 }
 
@@ -191,6 +209,7 @@ function Routes({ route }) {
   if ((m = match('/perspectives/:id', path))) return html`<${TicketList} key=${path} route=${route} perspectiveId=${m.id} />`;
   if ((m = match('/tickets/:id', path))) return html`<${TicketView} key=${m.id} id=${m.id} />`;
   if (path === '/mentions') return html`<${Mentions} onCountChanged=${loadMentionCount} />`;
+  if (path === '/notifications') return html`<${Notifications} onCountChanged=${loadNotificationCount} />`;
   if (path.startsWith('/admin/') && !admin) {
     return html`<div class="page"><h1>Admins only</h1><p>This page is for admins of the organization. <a href="/">Back to the tickets</a>.</p></div>`;
   }

@@ -91,6 +91,7 @@ export const KEY_HELP = [
   ['/', 'Search tickets'],
   ['g then l', 'Back to the ticket list'],
   ['g then m', 'Mentions'],
+  ['g then n', 'Notifications'],
   ['?', 'This list of keys'],
   ['Escape', 'Close a dialog or menu'],
 ];

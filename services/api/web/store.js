@@ -10,6 +10,7 @@ export const state = {
   perspectives: [],      // GET /perspectives
   counts: {},            // perspective id -> count
   mentionsUnread: null,  // number of unacknowledged mentions (null: not known yet)
+  notificationsUnread: null, // number of unread notifications (null: not known yet)
   connection: 'reconnecting', // 'connected' | 'reconnecting'
   locks: {},             // ticket id -> {user: {id, name}, expires_at}
   users: [],             // GET /users

@@ -1,5 +1,5 @@
 // The frame of every signed-in screen: top bar (search, connection, keys,
-// user menu, sign out), the sidebar (perspectives with live counts, mentions,
+// user menu, sign out), the sidebar (perspectives with live counts, mentions, notifications,
 // admin pages), the polite live region and the keyboard-shortcuts dialog.
 
 import { html, useState, useEffect, useRef, Fragment } from '../html.js';
@@ -29,6 +29,7 @@ export function Shell({ children, onSignOut }) {
   useShortcut('/', () => searchRef.current?.focus());
   useShortcut('g l', () => navigate(store.lastListUrl || '/'));
   useShortcut('g m', () => navigate('/mentions'));
+  useShortcut('g n', () => navigate('/notifications'));
 
   return html`
     <a class="skip-link" href="#main-content" data-external>Skip to content</a>
@@ -151,6 +152,7 @@ function Sidebar({ store, path }) {
       <ul>
         ${link('/', 'All tickets', undefined, path === '/')}
         ${link('/mentions', 'Mentions', store.mentionsUnread ?? undefined, path === '/mentions')}
+        ${link('/notifications', 'Notifications', store.notificationsUnread ?? undefined, path === '/notifications')}
       </ul>
     </nav>
     ${store.user?.role === 'admin' && html`<nav aria-label="Admin" class="navgroup">
