@@ -22,6 +22,7 @@
 
 mod consumer;
 mod error;
+pub mod heartbeat;
 mod parking;
 mod publisher;
 mod supervisor;

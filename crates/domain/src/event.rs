@@ -31,6 +31,7 @@ string_enum!(
         MentionCreated => "mention.created",
         MentionAcknowledged => "mention.acknowledged",
         SystemEscalation => "system.escalation",
+        SystemWorkerHealth => "system.worker_health",
         NotificationCreated => "notification.created",
         NotificationRead => "notification.read",
         TestPing => "test.ping",
@@ -48,6 +49,7 @@ impl EventType {
             EventType::MentionCreated
                 | EventType::MentionAcknowledged
                 | EventType::SystemEscalation
+                | EventType::SystemWorkerHealth
                 | EventType::NotificationCreated
                 | EventType::NotificationRead
         )

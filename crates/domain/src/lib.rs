@@ -16,6 +16,7 @@ pub mod sla;
 pub mod ticket;
 pub mod validation;
 pub mod webhook;
+pub mod worker;
 
 pub use ability::{Ability, Role};
 pub use event::{EventEnvelope, EventType};

@@ -28,6 +28,7 @@ pub mod time_entries;
 pub mod tokens;
 pub mod users;
 pub mod webhooks;
+pub mod worker_health;
 
 pub use sqlx::{PgConnection, PgPool};
 

@@ -78,3 +78,11 @@ pub async fn get(conn: &mut PgConnection, id: Uuid) -> Result<Option<Organizatio
     .await?;
     Ok(org)
 }
+
+/// Every organization's id (install-wide events go to each one's admins).
+pub async fn ids(conn: &mut PgConnection) -> Result<Vec<Uuid>> {
+    let ids = sqlx::query_scalar!("SELECT id FROM organizations ORDER BY id")
+        .fetch_all(conn)
+        .await?;
+    Ok(ids)
+}

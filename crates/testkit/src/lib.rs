@@ -134,6 +134,7 @@ pub fn test_config(prefix: &str) -> Config {
         request_timeout: std::time::Duration::from_secs(30),
         realtime: Default::default(),
         access: Default::default(),
+        worker_silence: std::time::Duration::from_secs(60),
     }
 }
 

@@ -42,6 +42,7 @@ pub fn dispatcher_config(prefix: &str) -> Config {
         smtp_from: "Tickiti <tickiti@test.example>".to_owned(),
         public_url: "http://tickiti.test".to_owned(),
         notify_email_delay: Duration::from_secs(60),
+        heartbeat_interval: Duration::from_millis(500),
     }
 }
 

@@ -125,6 +125,7 @@ pub fn serve_with(
         state.clone(),
         shutdown.clone(),
     ));
+    tokio::spawn(crate::worker_health::run(state.clone(), shutdown.clone()));
     let (app, _) = router(state);
     let stop = shutdown.clone();
     let finished = tokio::spawn(async move {

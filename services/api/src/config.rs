@@ -63,6 +63,10 @@ pub struct Config {
     /// Who the client is behind proxies, and how sign-ins are bounded.
     #[command(flatten)]
     pub access: AccessConfig,
+    /// A dispatcher or realtime process silent for this long is reported
+    /// down to admins (`system.worker_health`).
+    #[arg(long, env = "WORKER_SILENCE", default_value = "60s", value_parser = parse_duration)]
+    pub worker_silence: std::time::Duration,
 }
 
 /// Client addresses and sign-in bounds.

@@ -1,5 +1,5 @@
-//! `tickiti-api`: the REST API, the outbox relay and (in later issues) the
-//! staff web app and command consumers. `main.rs` parses the command line
+//! `tickiti-api`: the REST API, the staff web app, the outbox relay and the
+//! background workers beside it (perspective counts, worker health). `main.rs` parses the command line
 //! and calls into this library, so tests start the very same app in-process.
 
 pub mod admin;
@@ -12,6 +12,7 @@ pub mod relay;
 pub mod routes;
 pub mod state;
 pub mod web;
+pub mod worker_health;
 
 pub use app::{Api, serve, serve_with};
 pub use config::Config;

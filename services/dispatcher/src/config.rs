@@ -115,6 +115,9 @@ pub struct Config {
     /// then, it is not sent.
     #[arg(long, env = "NOTIFY_EMAIL_DELAY", default_value = "60s", value_parser = parse_duration)]
     pub notify_email_delay: Duration,
+    /// How often this process reports in (worker health; silent for 60 s: reported down).
+    #[arg(long, env = "WORKER_HEARTBEAT_INTERVAL", default_value = "10s", value_parser = parse_duration)]
+    pub heartbeat_interval: Duration,
 }
 
 impl Config {

@@ -134,13 +134,16 @@ pub fn serve(
             None
         }
     };
+    // The broker outlives shutdown by the last report ("stopping"), so a
+    // deliberate stop is not taken for a crash.
+    let bus_stop = CancellationToken::new();
     let bus = Bus::start(
         BusConfig {
             amqp_url: config.amqp_url.clone(),
             prefix: config.bus_prefix.clone(),
             connection_name: "tickiti-dispatcher".into(),
         },
-        shutdown.clone(),
+        bus_stop.clone(),
     );
     let ctx = Arc::new(Ctx {
         queues: topology::Queues::new(&config.bus_prefix),
@@ -169,6 +172,34 @@ pub fn serve(
         config,
     });
     let workers = tokio::spawn(run(ctx.clone(), shutdown.clone()));
+    // Reporting in (worker health) starts at once: a dispatcher waiting
+    // for the api's migrations is alive, and says so.
+    let beat = tickiti_domain::worker::Heartbeat::new(
+        "dispatcher",
+        &tickiti_bus::heartbeat::hostname(),
+        addr.port(),
+    );
+    let reports = tokio::spawn(tickiti_bus::heartbeat::report_in(
+        ctx.bus.clone(),
+        tickiti_domain::worker::HEARTBEAT_ROUTING_KEY,
+        ctx.config.heartbeat_interval,
+        move |stopping| {
+            serde_json::to_vec(&tickiti_domain::worker::Heartbeat {
+                stopping,
+                ..beat.clone()
+            })
+            .unwrap_or_default()
+        },
+        shutdown.clone(),
+    ));
+    let bus_closer = {
+        let shutdown = shutdown.clone();
+        tokio::spawn(async move {
+            shutdown.cancelled().await;
+            let _ = reports.await;
+            bus_stop.cancel();
+        })
+    };
     let app = Router::new()
         .route(
             "/healthz",
@@ -184,6 +215,7 @@ pub fn serve(
             .with_graceful_shutdown(stop.cancelled_owned())
             .await;
         let _ = workers.await;
+        let _ = bus_closer.await;
         served.map_err(Into::into)
     });
     Ok(Dispatcher {

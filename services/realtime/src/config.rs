@@ -51,6 +51,9 @@ pub struct Config {
     /// No frame and no pong for this long closes with 1001 (the contract's 60 s; tests shorten it).
     #[arg(long, env = "REALTIME_IDLE_TIMEOUT", default_value = "60s", value_parser = parse_duration)]
     pub idle_timeout: Duration,
+    /// How often this process reports in (worker health; silent for 60 s: reported down).
+    #[arg(long, env = "WORKER_HEARTBEAT_INTERVAL", default_value = "10s", value_parser = parse_duration)]
+    pub heartbeat_interval: Duration,
 }
 
 impl Config {
@@ -68,6 +71,7 @@ impl Config {
             hello_timeout: limits::HELLO_TIMEOUT,
             ping_interval: limits::PING_INTERVAL,
             idle_timeout: limits::IDLE_TIMEOUT,
+            heartbeat_interval: Duration::from_secs(10),
         }
     }
 

@@ -189,6 +189,7 @@ pub async fn serve(
         tokio::spawn(watch_pairing(ctx.clone())),
         tokio::spawn(tick(ctx.clone())),
         tokio::spawn(watch_broker(ctx.clone())),
+        tokio::spawn(report_in(ctx.clone(), addr.port())),
     ];
     let public = axum::serve(listener, admin::public_router(ctx.clone()))
         .with_graceful_shutdown(shutdown.clone().cancelled_owned());
@@ -225,6 +226,29 @@ pub async fn serve(
         finished,
         ctx,
     })
+}
+
+/// Reports this process in to the api (worker health) until shutdown.
+async fn report_in(ctx: Arc<Ctx>, port: u16) {
+    let beat = tickiti_domain::worker::Heartbeat::new(
+        "realtime",
+        &tickiti_bus::heartbeat::hostname(),
+        port,
+    );
+    tickiti_bus::heartbeat::report_in(
+        ctx.bus.clone(),
+        tickiti_domain::worker::HEARTBEAT_ROUTING_KEY,
+        ctx.config.heartbeat_interval,
+        move |stopping| {
+            serde_json::to_vec(&tickiti_domain::worker::Heartbeat {
+                stopping,
+                ..beat.clone()
+            })
+            .unwrap_or_default()
+        },
+        ctx.shutdown.clone(),
+    )
+    .await;
 }
 
 /// Declares this process's queue (retrying while the broker is away), then consumes it.

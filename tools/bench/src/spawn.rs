@@ -138,6 +138,7 @@ pub async fn start_with(
         request_timeout: std::time::Duration::from_secs(30),
         realtime: Default::default(),
         access: Default::default(),
+        worker_silence: std::time::Duration::from_secs(60),
     };
     // The api's own pool settings, so the bench measures what production runs.
     let pool = tickiti_api::app::connect_database(&config).await?;

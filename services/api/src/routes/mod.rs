@@ -13,6 +13,7 @@ pub mod perspectives;
 pub mod queues;
 pub mod realtime;
 pub mod sla_policies;
+pub mod system;
 pub mod tickets;
 pub mod time_entries;
 pub mod tokens;
@@ -85,4 +86,5 @@ pub fn api_v1() -> OpenApiRouter<AppState> {
         .merge(realtime::router())
         .merge(business_calendars::router())
         .merge(sla_policies::router())
+        .merge(system::router())
 }
