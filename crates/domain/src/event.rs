@@ -32,6 +32,7 @@ string_enum!(
         MentionAcknowledged => "mention.acknowledged",
         SystemEscalation => "system.escalation",
         SystemWorkerHealth => "system.worker_health",
+        SystemEndpointFailed => "system.endpoint_failed",
         NotificationCreated => "notification.created",
         NotificationRead => "notification.read",
         TestPing => "test.ping",
@@ -50,6 +51,7 @@ impl EventType {
                 | EventType::MentionAcknowledged
                 | EventType::SystemEscalation
                 | EventType::SystemWorkerHealth
+                | EventType::SystemEndpointFailed
                 | EventType::NotificationCreated
                 | EventType::NotificationRead
         )

@@ -125,8 +125,9 @@ async fn record_batch(
     let finished: Vec<&FinishedAttempt> = batch.iter().map(|(f, _)| f).collect();
     let mut tx = db.begin().await?;
     let updated = webhooks::finish_attempts(&mut tx, &finished).await?;
+    let mut events = Vec::new();
     for change in batch.iter().filter_map(|(_, c)| c.as_ref()) {
-        webhooks::change_status(
+        let changed = webhooks::change_status(
             &mut tx,
             change.endpoint_id,
             &change.from,
@@ -134,6 +135,25 @@ async fn record_batch(
             &change.reason,
         )
         .await?;
+        // Admins hear of an endpoint that stopped receiving (in its change's
+        // transaction, once: only the statement that changed it emits).
+        if let Some((organization_id, url)) = changed
+            && change.to == EndpointStatus::Failed
+        {
+            events.push(tickiti_domain::EventEnvelope::new(
+                tickiti_domain::EventType::SystemEndpointFailed,
+                organization_id,
+                serde_json::json!({
+                    "endpoint_id": change.endpoint_id,
+                    "url": url,
+                    "status": change.to.as_str(),
+                    "reason": change.reason,
+                }),
+            ));
+        }
+    }
+    if !events.is_empty() {
+        tickiti_store::outbox::append(&mut tx, &events, None).await?;
     }
     tx.commit().await?;
     Ok(updated.into_iter().collect())

@@ -314,6 +314,16 @@ async fn the_whole_schedule_then_failed_then_reenabled(db: PgPool) {
 
     let status = poll_until(WAIT, || endpoint_status(&app, &org, id), |s| s == "failed").await;
     assert_eq!(status, "failed");
+    // Admins' browsers hear of it once (a system event, never a webhook).
+    let told: Vec<serde_json::Value> = sqlx::query_scalar(
+        "SELECT payload FROM outbox WHERE event_type = 'system.endpoint_failed'",
+    )
+    .fetch_all(&db)
+    .await
+    .unwrap();
+    assert_eq!(told.len(), 1, "{told:?}");
+    assert_eq!(told[0]["data"]["endpoint_id"], id);
+    assert_eq!(told[0]["data"]["status"], "failed");
     let log = deliveries(&app, &org, id).await;
     assert_eq!(log[0]["status"], "failed");
     assert_eq!(log[0]["attempt"], 3);

@@ -119,7 +119,9 @@ pub fn audience(event: &str, data: &serde_json::Value) -> Option<Audience> {
             }
             Some(Audience::ScopeOrUsers(scope::ADMIN, users.into()))
         }
-        "system.mailbox_error" | "system.worker_health" => Some(Audience::Scope(scope::ADMIN)),
+        "system.mailbox_error" | "system.worker_health" | "system.endpoint_failed" => {
+            Some(Audience::Scope(scope::ADMIN))
+        }
         _ if ["ticket.", "message.", "time_entry.", "intervention."]
             .iter()
             .any(|prefix| event.starts_with(prefix)) =>
@@ -197,10 +199,12 @@ mod tests {
         assert_eq!(audience("contact.created", &json!({})), None);
         assert_eq!(audience("test.ping", &json!({})), None);
         assert_eq!(audience("ticket.message.created", &json!({})), None);
-        assert_eq!(
-            audience("system.worker_health", &json!({})),
-            Some(Audience::Scope(scope::ADMIN))
-        );
+        for admins_only in ["system.worker_health", "system.endpoint_failed"] {
+            assert_eq!(
+                audience(admins_only, &json!({})),
+                Some(Audience::Scope(scope::ADMIN))
+            );
+        }
         let manager = Uuid::now_v7();
         assert_eq!(
             audience(

@@ -266,25 +266,27 @@ pub async fn delete(conn: &mut PgConnection, organization_id: Uuid, id: Uuid) ->
 }
 
 /// Moves an endpoint from one of `from` to `to` with a reason (the
-/// dispatcher: retries used up → `failed`; 410 Gone → `disabled`). Whether it changed.
+/// dispatcher: retries used up → `failed`; 410 Gone → `disabled`); the
+/// endpoint's organization and URL when it changed.
 pub async fn change_status(
     conn: &mut PgConnection,
     id: Uuid,
     from: &[String],
     to: &str,
     reason: &str,
-) -> Result<bool> {
-    let done = sqlx::query!(
+) -> Result<Option<(Uuid, String)>> {
+    let row = sqlx::query!(
         "UPDATE webhook_endpoints SET status = $3, status_reason = $4, updated_at = now()
-         WHERE id = $1 AND status = ANY($2)",
+         WHERE id = $1 AND status = ANY($2)
+         RETURNING organization_id, url",
         id,
         from,
         to,
         reason
     )
-    .execute(conn)
+    .fetch_optional(conn)
     .await?;
-    Ok(done.rows_affected() > 0)
+    Ok(row.map(|r| (r.organization_id, r.url)))
 }
 
 /// The active endpoints of these organizations (the dispatcher matches
