@@ -112,10 +112,13 @@ test('every admin screen opens, an admin adds a colleague, and the app fits a 39
   const me = await colleague(browser, 'admin-screens');
   await withArtifacts('admin-screens', [me], async () => {
     await signIn(me.page, ADMIN);
-    for (const name of ['Users', 'API tokens', 'Webhooks', 'Interventions', 'Realtime']) {
+    for (const name of ['Users', 'API tokens', 'Webhooks', 'Interventions', 'Realtime', 'System']) {
       await me.page.getByRole('link', { name, exact: true }).click();
       await me.page.getByRole('heading', { level: 1 }).waitFor();
     }
+    // The dispatcher beside the api reports in and is listed up.
+    await me.page.getByRole('table', { name: 'Processes' }).getByRole('row')
+      .filter({ hasText: 'dispatcher' }).filter({ hasText: 'Up' }).first().waitFor();
     // Add a colleague: a taken e-mail shows beside its field and keeps what was typed.
     await me.page.getByRole('link', { name: 'Users', exact: true }).click();
     const form = me.page.getByRole('region', { name: 'Add a user' });
@@ -194,7 +197,7 @@ test('axe-core finds no serious or critical violation on any screen, light or da
       await me.page.getByRole('heading', { level: 1, name: 'Notifications' }).waitFor();
       await me.page.getByRole('list', { name: 'Notifications' }).getByText('Service level breached').first().waitFor();
       await check('notifications');
-      for (const name of ['Users', 'API tokens', 'Webhooks', 'Interventions', 'Realtime']) {
+      for (const name of ['Users', 'API tokens', 'Webhooks', 'Interventions', 'Realtime', 'System']) {
         await me.page.getByRole('link', { name, exact: true }).click();
         await me.page.getByRole('heading', { level: 1, name: new RegExp(name, 'i') }).waitFor();
         await check(name);

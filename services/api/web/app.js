@@ -19,6 +19,7 @@ import { AdminTokens } from './views/admin/tokens.js';
 import { AdminWebhooks, AdminWebhook } from './views/admin/webhooks.js';
 import { AdminInterventions, AdminIntervention } from './views/admin/interventions.js';
 import { AdminRealtime } from './views/admin/realtime.js';
+import { AdminSystem } from './views/admin/system.js';
 
 // Set on sign-in, cleared on sign-out: a fresh browser goes straight to the
 // sign-in form instead of asking /me and getting a 401.
@@ -108,6 +109,10 @@ on('live', ({ event, data }) => {
     if (data?.title) announce(`New notification: ${data.title}`);
   } else if (event === 'notification.read') {
     loadNotificationCount();
+  } else if (event === 'system.worker_health' && data?.status === 'down') {
+    announce(`${data.process_id} stopped reporting in`);
+  } else if (event === 'system.endpoint_failed') {
+    announce(`Webhook endpoint ${data?.url || ''} failed`);
   }
 });
 on('refresh', ({ reason } = {}) => {
@@ -220,6 +225,7 @@ function Routes({ route }) {
   if (path === '/admin/interventions') return html`<${AdminInterventions} />`;
   if ((m = match('/admin/interventions/:name', path))) return html`<${AdminIntervention} key=${m.name} name=${m.name} />`;
   if (path === '/admin/realtime') return html`<${AdminRealtime} />`;
+  if (path === '/admin/system') return html`<${AdminSystem} />`;
   return html`<div class="page"><h1>Page not found</h1><p>There is nothing at this address. <a href="/">Go to the tickets</a>.</p></div>`;
 }
 

@@ -14,6 +14,7 @@ const ADMIN_LINKS = [
   ['/admin/webhooks', 'Webhooks'],
   ['/admin/interventions', 'Interventions'],
   ['/admin/realtime', 'Realtime'],
+  ['/admin/system', 'System'],
 ];
 
 /** Whether `path` is a ticket list (home, a perspective), where search stays. */
