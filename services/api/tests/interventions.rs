@@ -697,4 +697,23 @@ async fn for_manager_attention_raises_the_ticket_to_the_queues_managers(db: PgPo
     assert_eq!(frames[0]["stage"], "manager_attention");
     assert_eq!(frames[0]["manager_ids"], json!([manager]));
     assert_eq!(frames[0]["queue_id"], queue.body["id"]);
+
+    // Notifications (§8): the raised one tells the manager of an
+    // intervention; the quiet definition's ticket is only a new ticket in
+    // their queue.
+    let told: Vec<(String, String)> = sqlx::query_as(
+        "SELECT ticket_id::text, kind FROM notifications WHERE user_id = $1 ORDER BY id",
+    )
+    .bind(manager)
+    .fetch_all(&db)
+    .await
+    .unwrap();
+    let id = |reply: &Value| reply["ticket_id"].as_str().unwrap().to_owned();
+    assert_eq!(
+        told,
+        [
+            (id(&raised.body), "intervention.created".to_owned()),
+            (id(&not_raised.body), "ticket.created".to_owned()),
+        ]
+    );
 }
