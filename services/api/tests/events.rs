@@ -58,6 +58,11 @@ async fn changes_publish_their_events_once_confirmed(db: PgPool) {
         "mention.created",
         "message.created",
         "ticket.deleted",
+        // Ann is told (§8) of the assignment, the mention (which outranks
+        // its message) and the internal note on her ticket.
+        "notification.created",
+        "notification.created",
+        "notification.created",
     ];
     let events = tap.wait_for(expected.len(), Duration::from_secs(15)).await;
     let mut kinds: Vec<&str> = events

@@ -23,9 +23,10 @@ async fn status_of(db: &PgPool, user: uuid::Uuid) -> Vec<String> {
         .unwrap()
 }
 
-/// One e-mail per notification, multipart text and HTML naming the ticket
-/// and linking to it, Message-ID from the notification; one read in the
-/// app while held back is never sent; the quiet flag sends none.
+/// One e-mail per notification (two dispatchers scanning), multipart text
+/// and HTML naming the ticket and linking to it, Message-ID from the
+/// notification; one read in the app while held back is never sent; the
+/// quiet flag sends none.
 #[sqlx::test(migrator = "tickiti_store::MIGRATOR")]
 async fn each_notification_is_mailed_once_unless_read_first(db: PgPool) {
     let receiver = SmtpReceiver::start().await;
@@ -39,12 +40,18 @@ async fn each_notification_is_mailed_once_unless_read_first(db: PgPool) {
         json!({ "realtime_notifications": true }),
     )
     .await;
-    let url = receiver.url.clone();
-    let _dispatcher = TestDispatcher::spawn_with(app.db.clone(), &app.prefix, |c| {
-        c.smtp_url = Some(url);
-        c.notify_email_delay = Duration::from_secs(2);
-    })
-    .await;
+    // Two dispatchers scan the same notifications: each e-mail still goes once.
+    let mut dispatchers = Vec::new();
+    for _ in 0..2 {
+        let url = receiver.url.clone();
+        dispatchers.push(
+            TestDispatcher::spawn_with(app.db.clone(), &app.prefix, |c| {
+                c.smtp_url = Some(url);
+                c.notify_email_delay = Duration::from_secs(2);
+            })
+            .await,
+        );
+    }
 
     let assign = |subject: &'static str, to: uuid::Uuid| {
         let app = &app;
