@@ -8,17 +8,27 @@ use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
+use tickiti_domain::worker::{HEARTBEAT_ROUTING_KEY, Heartbeat};
+
 use crate::{Bus, OutgoingMessage};
 
-/// Publishes `report(stopping)` every `every` until `shutdown`, then once
-/// with `stopping = true`.
+/// Reports `service`, listening on `port` of this host, every `every`
+/// until `shutdown`, then once more marked stopping.
 pub async fn report_in(
     bus: Bus,
-    routing_key: &'static str,
+    service: &str,
+    port: u16,
     every: Duration,
-    report: impl Fn(bool) -> Vec<u8> + Send,
     shutdown: CancellationToken,
 ) {
+    let beat = Heartbeat::new(service, &hostname(), port);
+    let report = |stopping| {
+        serde_json::to_vec(&Heartbeat {
+            stopping,
+            ..beat.clone()
+        })
+        .unwrap_or_default()
+    };
     let exchange = bus.realtime_exchange();
     let send = |payload: Vec<u8>| {
         let bus = &bus;
@@ -26,7 +36,7 @@ pub async fn report_in(
         async move {
             let message = OutgoingMessage {
                 id: uuid::Uuid::now_v7(),
-                routing_key: routing_key.into(),
+                routing_key: HEARTBEAT_ROUTING_KEY.into(),
                 payload,
                 headers: Vec::new(),
             };

@@ -88,7 +88,21 @@ struct Facts {
 
 /// The notification an event asks for, if any (CONTRACT §8's matrix).
 pub fn candidate(event: &EventEnvelope) -> Option<Candidate> {
-    let facts: Facts = serde_json::from_value(event.data.clone()).unwrap_or_default();
+    // Every change passes here: events outside the matrix cost a match, and
+    // the others are read in place (no copy of their data).
+    let in_matrix = matches!(
+        event.event,
+        EventType::TicketAssigned
+            | EventType::TicketCreated
+            | EventType::MessageCreated
+            | EventType::MentionCreated
+            | EventType::SystemEscalation
+            | EventType::InterventionCreated
+    );
+    if !in_matrix {
+        return None;
+    }
+    let facts = Facts::deserialize(&event.data).unwrap_or_default();
     let to = |kind, ticket_id: Option<Uuid>| {
         Some(Candidate {
             event_id: event.id,
@@ -189,6 +203,19 @@ pub struct NotificationOut {
     #[serde(with = "time::serde::rfc3339::option")]
     #[schema(value_type = Option<String>, format = DateTime)]
     pub read_at: Option<OffsetDateTime>,
+}
+
+/// What `notification.read` carries: which of a person's notifications
+/// were read, so each of their tabs updates its count.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NotificationsRead {
+    /// Whose.
+    pub user_id: Uuid,
+    /// Which.
+    pub ids: Vec<Uuid>,
+    /// When.
+    #[serde(with = "time::serde::rfc3339")]
+    pub read_at: OffsetDateTime,
 }
 
 #[cfg(test)]

@@ -256,17 +256,24 @@ pub async fn mark_read(
     }))
 }
 
-/// Marks every unread notification of a person read; the ids it read.
-pub async fn mark_all_read(conn: &mut PgConnection, user_id: Uuid) -> Result<Vec<Uuid>> {
-    let ids = sqlx::query_scalar!(
-        "UPDATE notifications SET read_at = now()
-         WHERE user_id = $1 AND in_app AND read_at IS NULL
-         RETURNING id",
+/// Marks every unread notification of a person read; the ids it read and
+/// when (one time for all, the transaction's).
+pub async fn mark_all_read(
+    conn: &mut PgConnection,
+    user_id: Uuid,
+) -> Result<(Vec<Uuid>, OffsetDateTime)> {
+    let rows = sqlx::query!(
+        r#"UPDATE notifications SET read_at = now()
+           WHERE user_id = $1 AND in_app AND read_at IS NULL
+           RETURNING id, read_at AS "read_at!""#,
         user_id
     )
     .fetch_all(conn)
     .await?;
-    Ok(ids)
+    let read_at = rows
+        .first()
+        .map_or_else(OffsetDateTime::now_utc, |r| r.read_at);
+    Ok((rows.into_iter().map(|r| r.id).collect(), read_at))
 }
 
 /// A person's channels for every kind (the defaults where none was set).

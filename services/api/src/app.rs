@@ -166,6 +166,7 @@ async fn housekeeping(state: AppState, shutdown: CancellationToken) {
             tickiti_store::sessions::prune_expired(&mut tx).await?;
             tickiti_store::idempotency::prune(&mut tx).await?;
             tickiti_store::outbox::prune_published(&mut tx, 24).await?;
+            tickiti_store::worker_health::prune(&mut tx, 7 * 24).await?;
             tickiti_store::login_attempts::prune(&mut tx, crate::http::sign_in::WINDOW_SECS)
                 .await?;
             tx.commit().await?;

@@ -48,11 +48,6 @@ impl EventBatch {
         &self.events
     }
 
-    /// Who makes the change.
-    pub fn actor(&self) -> Uuid {
-        self.actor
-    }
-
     /// Appends the batch to the outbox, with the notifications it causes.
     pub async fn append(self, conn: &mut PgConnection) -> ApiResult<()> {
         if !self.events.is_empty() {

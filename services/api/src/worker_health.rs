@@ -7,8 +7,9 @@
 //! `system.worker_health` "down" in its transaction, so each silence is
 //! reported once however many api processes watch; the next report of that
 //! process emits "up", once. A new process is reported up when first
-//! heard; one that stops on purpose says so and is forgotten without alarm.
-//! The events go to every organization's admins: the processes serve all.
+//! heard; one that stops on purpose says so and is forgotten without
+//! alarm; housekeeping forgets one down for a week. The events go to every
+//! organization's admins: the processes serve all.
 
 use std::time::Duration;
 
@@ -84,7 +85,7 @@ async fn record(state: &AppState, beat: &Heartbeat) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Reports the processes that fell silent, and forgets long-gone ones.
+/// Reports the processes that fell silent.
 async fn watch(state: &AppState) -> anyhow::Result<()> {
     let mut tx = state.db.begin().await?;
     let silent: Vec<Worker> =
@@ -94,7 +95,6 @@ async fn watch(state: &AppState) -> anyhow::Result<()> {
         tracing::warn!(process = %worker.process_id, last_seen_at = %worker.last_seen_at, "worker silent: reported down");
         events.extend(for_admins(&mut tx, &worker.out(state.config.worker_silence)).await?);
     }
-    worker_health::prune(&mut tx, 7 * 24).await?;
     if !events.is_empty() {
         tickiti_store::outbox::append(&mut tx, &events, None).await?;
     }

@@ -30,25 +30,7 @@ const BATCH: i64 = 100;
 
 /// Scans until `shutdown`.
 pub async fn run(ctx: Arc<Ctx>, shutdown: CancellationToken) {
-    let mut ticker = tokio::time::interval(SCAN_INTERVAL);
-    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            () = shutdown.cancelled() => return,
-            _ = ticker.tick() => {}
-        }
-        // A full batch: more are due now, so go on without waiting.
-        loop {
-            match scan(&ctx).await {
-                Ok(n) if n as i64 == BATCH && !shutdown.is_cancelled() => continue,
-                Ok(_) => break,
-                Err(error) => {
-                    tracing::warn!(%error, "escalation scan failed; retried at the next tick");
-                    break;
-                }
-            }
-        }
-    }
+    crate::scan::every("escalations", SCAN_INTERVAL, BATCH, shutdown, || scan(&ctx)).await;
 }
 
 /// Fires what is due in one transaction; how many clocks it looked at.

@@ -23,6 +23,7 @@ pub mod fanout;
 pub mod gate;
 pub mod metrics;
 pub mod notify;
+mod scan;
 pub mod topology;
 
 use std::net::SocketAddr;
@@ -174,22 +175,11 @@ pub fn serve(
     let workers = tokio::spawn(run(ctx.clone(), shutdown.clone()));
     // Reporting in (worker health) starts at once: a dispatcher waiting
     // for the api's migrations is alive, and says so.
-    let beat = tickiti_domain::worker::Heartbeat::new(
-        "dispatcher",
-        &tickiti_bus::heartbeat::hostname(),
-        addr.port(),
-    );
     let reports = tokio::spawn(tickiti_bus::heartbeat::report_in(
         ctx.bus.clone(),
-        tickiti_domain::worker::HEARTBEAT_ROUTING_KEY,
+        "dispatcher",
+        addr.port(),
         ctx.config.heartbeat_interval,
-        move |stopping| {
-            serde_json::to_vec(&tickiti_domain::worker::Heartbeat {
-                stopping,
-                ..beat.clone()
-            })
-            .unwrap_or_default()
-        },
         shutdown.clone(),
     ));
     let bus_closer = {

@@ -150,24 +150,14 @@ fn transport(smtp_url: &str) -> anyhow::Result<AsyncSmtpTransport<Tokio1Executor
 
 /// Scans until `shutdown`.
 pub async fn run(ctx: Arc<Ctx>, shutdown: CancellationToken) {
-    let mut ticker = tokio::time::interval(SCAN_INTERVAL);
-    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            () = shutdown.cancelled() => return,
-            _ = ticker.tick() => {}
-        }
-        loop {
-            match scan(&ctx).await {
-                Ok(n) if n as i64 == BATCH && !shutdown.is_cancelled() => continue,
-                Ok(_) => break,
-                Err(error) => {
-                    tracing::warn!(%error, "notification e-mail scan failed; retried at the next tick");
-                    break;
-                }
-            }
-        }
-    }
+    crate::scan::every(
+        "notification e-mail",
+        SCAN_INTERVAL,
+        BATCH,
+        shutdown,
+        || scan(&ctx),
+    )
+    .await;
 }
 
 /// Sends the e-mails due; how many it claimed.

@@ -230,22 +230,12 @@ pub async fn serve(
 
 /// Reports this process in to the api (worker health) until shutdown.
 async fn report_in(ctx: Arc<Ctx>, port: u16) {
-    let beat = tickiti_domain::worker::Heartbeat::new(
-        "realtime",
-        &tickiti_bus::heartbeat::hostname(),
-        port,
-    );
+    let every = ctx.config.heartbeat_interval;
     tickiti_bus::heartbeat::report_in(
         ctx.bus.clone(),
-        tickiti_domain::worker::HEARTBEAT_ROUTING_KEY,
-        ctx.config.heartbeat_interval,
-        move |stopping| {
-            serde_json::to_vec(&tickiti_domain::worker::Heartbeat {
-                stopping,
-                ..beat.clone()
-            })
-            .unwrap_or_default()
-        },
+        "realtime",
+        port,
+        every,
         ctx.shutdown.clone(),
     )
     .await;

@@ -8,8 +8,9 @@
 
 use axum::extract::{Path, State};
 use serde::{Deserialize, Serialize};
-use serde_json::json;
-use tickiti_domain::notification::{Channels, NotificationKind, NotificationOut};
+use tickiti_domain::notification::{
+    Channels, NotificationKind, NotificationOut, NotificationsRead,
+};
 use tickiti_domain::{Ability, EventType};
 use tickiti_store::notifications;
 use utoipa::{IntoParams, ToSchema};
@@ -109,9 +110,12 @@ pub async fn read_notification(
         .await?
         .ok_or_else(|| ApiError::not_found(NOT_FOUND, "notification"))?;
     let out = NotificationOut::from(notification);
-    if changed {
-        let read =
-            json!({ "user_id": out.user_id, "ids": [out.id], "read_at": out.read_at.map(rfc3339) });
+    if let (true, Some(read_at)) = (changed, out.read_at) {
+        let read = NotificationsRead {
+            user_id: out.user_id,
+            ids: vec![out.id],
+            read_at,
+        };
         emit(&mut tx, &principal, EventType::NotificationRead, &read).await?;
     }
     state.commit(tx).await?;
@@ -136,19 +140,18 @@ pub async fn read_all(
 ) -> ApiResult<axum::Json<ReadAllOut>> {
     principal.require(Ability::TicketsRead)?;
     let mut tx = state.db.begin().await?;
-    let ids = notifications::mark_all_read(&mut tx, principal.user.id).await?;
-    if !ids.is_empty() {
-        let now = rfc3339(time::OffsetDateTime::now_utc());
-        let read = json!({ "user_id": principal.user.id, "ids": ids, "read_at": now });
-        emit(&mut tx, &principal, EventType::NotificationRead, &read).await?;
+    let (ids, read_at) = notifications::mark_all_read(&mut tx, principal.user.id).await?;
+    let read = ids.len();
+    if read > 0 {
+        let event = NotificationsRead {
+            user_id: principal.user.id,
+            ids,
+            read_at,
+        };
+        emit(&mut tx, &principal, EventType::NotificationRead, &event).await?;
     }
     state.commit(tx).await?;
-    Ok(axum::Json(ReadAllOut { read: ids.len() }))
-}
-
-fn rfc3339(t: time::OffsetDateTime) -> String {
-    t.format(&time::format_description::well_known::Rfc3339)
-        .unwrap_or_default()
+    Ok(axum::Json(ReadAllOut { read }))
 }
 
 /// A person's channels per kind (CONTRACT §8; all on by default). E-mail is
