@@ -1042,11 +1042,11 @@ async fn an_unknown_event_type_is_parked_and_counted(db: PgPool) {
     )
     .await;
     assert_eq!(depth, 1, "the unknown event waits in {parked}");
-    let metrics = dispatcher.metrics().await;
-    assert!(
-        metrics.contains("tickiti_bus_parked_total{reason=\"unknown-event\"} 1\n"),
-        "{metrics}"
-    );
+    // The count follows the broker's confirm of the copy, so it can trail the
+    // queue's depth by a moment: wait for it rather than read it once.
+    let counted = "tickiti_bus_parked_total{reason=\"unknown-event\"} 1\n";
+    let metrics = poll_until(WAIT, || dispatcher.metrics(), |m| m.contains(counted)).await;
+    assert!(metrics.contains(counted), "{metrics}");
 
     // What was parked is the message as published, with where it came from.
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
