@@ -10,6 +10,7 @@ pub mod event;
 pub mod filter;
 pub mod intervention;
 pub mod mention;
+pub mod message;
 pub mod notification;
 pub mod organization;
 pub mod sla;

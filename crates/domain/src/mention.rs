@@ -2,6 +2,10 @@
 
 use std::collections::HashSet;
 
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+use uuid::Uuid;
+
 /// Distinct mentions read from one body at most; the rest of the body is
 /// not scanned for more (no message names this many colleagues).
 pub const MAX_MENTIONS: usize = 100;
@@ -59,6 +63,29 @@ pub fn name_handle(name: &str) -> String {
         .filter(|c| !c.is_whitespace())
         .flat_map(char::to_lowercase)
         .collect()
+}
+
+/// A mention as the API returns it (and as mention events carry it).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct MentionOut {
+    /// Id.
+    pub id: Uuid,
+    /// The mentioned user.
+    pub user_id: Uuid,
+    /// Ticket.
+    pub ticket_id: Uuid,
+    /// The message that mentions.
+    pub message_id: Uuid,
+    /// Who wrote the message.
+    pub author_user_id: Option<Uuid>,
+    /// Creation time.
+    #[serde(with = "time::serde::rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
+    pub created_at: OffsetDateTime,
+    /// When the mentioned user acknowledged it; `null` while unread.
+    #[serde(with = "time::serde::rfc3339::option")]
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub acknowledged_at: Option<OffsetDateTime>,
 }
 
 #[cfg(test)]

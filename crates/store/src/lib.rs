@@ -35,6 +35,21 @@ pub use sqlx::{PgConnection, PgPool};
 /// The migrations of the api's database, embedded in the binary.
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/api");
 
+/// An event about `data` (the resource as the API returns it), for the
+/// outbox.
+pub(crate) fn event(
+    kind: tickiti_domain::EventType,
+    organization_id: uuid::Uuid,
+    data: &impl serde::Serialize,
+) -> Result<tickiti_domain::EventEnvelope> {
+    let data = serde_json::to_value(data).map_err(|e| sqlx::Error::Encode(Box::new(e)))?;
+    Ok(tickiti_domain::EventEnvelope::new(
+        kind,
+        organization_id,
+        data,
+    ))
+}
+
 /// Whether the database answers within `within` (readiness probes of every service).
 pub async fn answers(pool: &PgPool, within: std::time::Duration) -> bool {
     tokio::time::timeout(within, sqlx::query("SELECT 1").execute(pool))

@@ -1,6 +1,7 @@
 //! Mentions of colleagues in messages.
 
 use sqlx::PgConnection;
+use tickiti_domain::mention::MentionOut;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
@@ -27,8 +28,22 @@ pub struct Mention {
     pub acknowledged_at: Option<OffsetDateTime>,
 }
 
+impl From<Mention> for MentionOut {
+    fn from(m: Mention) -> Self {
+        MentionOut {
+            id: m.id,
+            user_id: m.user_id,
+            ticket_id: m.ticket_id,
+            message_id: m.message_id,
+            author_user_id: m.author_user_id,
+            created_at: m.created_at,
+            acknowledged_at: m.acknowledged_at,
+        }
+    }
+}
+
 /// Inserts a mention.
-pub async fn insert(conn: &mut PgConnection, mention: &Mention) -> Result<Mention> {
+pub(crate) async fn insert(conn: &mut PgConnection, mention: &Mention) -> Result<Mention> {
     let created_at = sqlx::query_scalar!(
         "INSERT INTO mentions (id, organization_id, user_id, ticket_id, message_id, author_user_id)
          VALUES ($1, $2, $3, $4, $5, $6) RETURNING created_at",

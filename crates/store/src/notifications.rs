@@ -145,13 +145,11 @@ pub async fn derive(
         .filter(|n| n.in_app)
         .map(|n| {
             let organization_id = n.organization_id;
-            let data = serde_json::to_value(NotificationOut::from(n))
-                .map_err(|e| sqlx::Error::Encode(Box::new(e)))?;
-            Ok(EventEnvelope::new(
+            crate::event(
                 EventType::NotificationCreated,
                 organization_id,
-                data,
-            ))
+                &NotificationOut::from(n),
+            )
         })
         .collect()
 }

@@ -35,6 +35,7 @@ use tickiti_bus::{Bus, BusError, ConsumerSpec, IncomingMessage, Outcome};
 use tickiti_domain::intervention::{self, EpilogVerdict, PayloadStatus};
 use tickiti_domain::{EventEnvelope, EventType, Visibility};
 use tickiti_store::interventions::{self as store, Attempt, Epilog, Intervention, Payload};
+use tickiti_store::messages::{Author, NewMessage};
 use tickiti_store::{audit, messages, outbox, tickets};
 use time::OffsetDateTime;
 use tokio_util::sync::CancellationToken;
@@ -394,43 +395,17 @@ pub async fn apply_final(
         let context = store::template_context(ticket, def, &accepted, &accepted.data, Some(&extra));
         match intervention::render(source, &context) {
             Ok(body) if !body.trim().is_empty() => {
-                let message = messages::insert(
+                let posted = messages::post(
                     conn,
-                    &messages::Message {
-                        id: tickiti_domain::new_id(),
-                        organization_id: org,
-                        ticket_id: ticket.id,
-                        author_user_id: None,
-                        author_contact_id: None,
-                        visibility: Visibility::Public.as_str().to_owned(),
-                        body: body
-                            .chars()
-                            .take(tickiti_domain::ticket::BODY_MAX)
-                            .collect(),
-                        created_at: OffsetDateTime::now_utc(),
+                    ticket,
+                    NewMessage {
+                        author: Author::System,
+                        visibility: Visibility::Public,
+                        body,
                     },
                 )
                 .await?;
-                // The api's `MessageOut` shape (message events carry the message as the API returns it).
-                let data = json!({
-                    "id": message.id,
-                    "ticket_id": message.ticket_id,
-                    "visibility": message.visibility,
-                    "body": message.body,
-                    "author_user_id": message.author_user_id,
-                    "author_contact_id": message.author_contact_id,
-                    "created_at": message.created_at.format(&time::format_description::well_known::Rfc3339)?,
-                });
-                events.push(EventEnvelope::new(
-                    EventType::MessageCreated,
-                    org,
-                    data.clone(),
-                ));
-                events.push(EventEnvelope::new(
-                    EventType::TicketMessageCreated,
-                    org,
-                    data,
-                ));
+                events.extend(posted.events);
             }
             Ok(_) => {}
             Err(error) => {

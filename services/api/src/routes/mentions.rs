@@ -1,14 +1,11 @@
 //! `/mentions`: where colleagues named the caller, unacknowledged first.
 
 use axum::extract::{Path, State};
-use serde::Serialize;
+use tickiti_domain::mention::MentionOut;
 use tickiti_domain::{Ability, EventType};
-use tickiti_store::mentions::{self, Mention};
-use time::OffsetDateTime;
-use utoipa::ToSchema;
+use tickiti_store::mentions;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
-use uuid::Uuid;
 
 use crate::events::emit;
 use crate::http::extract::{Cursor, NoFilter, PageParams, parse_id};
@@ -20,43 +17,6 @@ pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(list_mentions))
         .routes(routes!(ack_mention))
-}
-
-/// A mention as the API returns it (and as mention events carry it).
-#[derive(Debug, Clone, Serialize, ToSchema)]
-pub struct MentionOut {
-    /// Id.
-    pub id: Uuid,
-    /// The mentioned user.
-    pub user_id: Uuid,
-    /// Ticket.
-    pub ticket_id: Uuid,
-    /// The message that mentions.
-    pub message_id: Uuid,
-    /// Who wrote the message.
-    pub author_user_id: Option<Uuid>,
-    /// Creation time.
-    #[serde(with = "time::serde::rfc3339")]
-    #[schema(value_type = String, format = DateTime)]
-    pub created_at: OffsetDateTime,
-    /// When the mentioned user acknowledged it; `null` while unread.
-    #[serde(with = "time::serde::rfc3339::option")]
-    #[schema(value_type = Option<String>, format = DateTime)]
-    pub acknowledged_at: Option<OffsetDateTime>,
-}
-
-impl From<Mention> for MentionOut {
-    fn from(m: Mention) -> Self {
-        MentionOut {
-            id: m.id,
-            user_id: m.user_id,
-            ticket_id: m.ticket_id,
-            message_id: m.message_id,
-            author_user_id: m.author_user_id,
-            created_at: m.created_at,
-            acknowledged_at: m.acknowledged_at,
-        }
-    }
 }
 
 const NOT_FOUND: &str = "MENTION_NOT_FOUND";

@@ -3,22 +3,17 @@
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use serde_json::json;
-use sqlx::PgConnection;
-use tickiti_domain::mention::{mention_tokens, name_handle};
-use tickiti_domain::sla::Happening;
+use tickiti_domain::message::MessageOut;
 use tickiti_domain::ticket::BODY_MAX;
-use tickiti_domain::{Ability, EventType, Validation, Visibility, new_id};
-use tickiti_store::messages::Message;
-use tickiti_store::{audit, mentions, messages, sla_clocks, tickets, users};
-use time::OffsetDateTime;
+use tickiti_domain::{Ability, EventType, Validation, Visibility};
+use tickiti_store::messages::{Author, NewMessage};
+use tickiti_store::{audit, messages, tickets};
 use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
-use uuid::Uuid;
 
-use super::mentions::MentionOut;
 use super::tickets::{check_if_match, etag, find_ticket};
 use crate::events::{EventBatch, emit};
 use crate::http::extract::{Cursor, NoFilter, PageParams, parse_id};
@@ -30,41 +25,6 @@ pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(list_messages, create_message))
         .routes(routes!(delete_message))
-}
-
-/// A message as the API returns it (and as message events carry it).
-#[derive(Debug, Clone, Serialize, ToSchema)]
-pub struct MessageOut {
-    /// Id.
-    pub id: Uuid,
-    /// Ticket.
-    pub ticket_id: Uuid,
-    /// `public` (the contact sees it) or `internal` (staff only).
-    pub visibility: Visibility,
-    /// Text.
-    pub body: String,
-    /// Staff author.
-    pub author_user_id: Option<Uuid>,
-    /// Contact author.
-    pub author_contact_id: Option<Uuid>,
-    /// Creation time.
-    #[serde(with = "time::serde::rfc3339")]
-    #[schema(value_type = String, format = DateTime)]
-    pub created_at: OffsetDateTime,
-}
-
-impl From<Message> for MessageOut {
-    fn from(m: Message) -> Self {
-        MessageOut {
-            id: m.id,
-            ticket_id: m.ticket_id,
-            visibility: m.visibility.parse().unwrap_or(Visibility::Internal),
-            body: m.body,
-            author_user_id: m.author_user_id,
-            author_contact_id: m.author_contact_id,
-            created_at: m.created_at,
-        }
-    }
 }
 
 /// A new message; the author is the caller.
@@ -114,7 +74,6 @@ pub async fn create_message(
     Json(input): Json<MessageIn>,
 ) -> ApiResult<Response> {
     principal.require(Ability::TicketsWrite)?;
-    let org = principal.org();
     let mut v = Validation::new();
     v.text("body", &input.body, 1, BODY_MAX);
     v.finish().map_err(ApiError::validation)?;
@@ -122,85 +81,26 @@ pub async fn create_message(
     let mut tx = state.db.begin().await?;
     let ticket = find_ticket(&mut tx, &principal, &id, true).await?;
     check_if_match(&headers, &ticket)?;
-    let message = messages::insert(
+    let posted = messages::post(
         &mut tx,
-        &Message {
-            id: new_id(),
-            organization_id: org,
-            ticket_id: ticket.id,
-            author_user_id: Some(principal.user.id),
-            author_contact_id: None,
-            visibility: input
-                .visibility
-                .unwrap_or(Visibility::Public)
-                .as_str()
-                .to_owned(),
+        &ticket,
+        NewMessage {
+            author: Author::Staff(principal.user.id),
+            visibility: input.visibility.unwrap_or(Visibility::Public),
             body: input.body,
-            created_at: OffsetDateTime::now_utc(),
         },
     )
     .await?;
-    let version = tickets::touch(&mut tx, org, ticket.id)
-        .await?
-        .ok_or_else(|| ApiError::not_found("TICKET_NOT_FOUND", "ticket"))?;
-    if message.visibility == Visibility::Public.as_str() {
-        sla_clocks::track(&mut tx, &ticket, Happening::StaffReply).await?;
-    }
-    let out = MessageOut::from(message.clone());
     let mut events = EventBatch::new(&principal);
-    events.push(EventType::MessageCreated, &out)?;
-    if out.visibility == Visibility::Public {
-        events.push(EventType::TicketMessageCreated, &out)?;
-    }
-    record_mentions(&mut tx, &principal, &message, &mut events).await?;
+    events.extend(posted.events);
     events.append(&mut tx).await?;
     state.commit(tx).await?;
     Ok((
         StatusCode::CREATED,
-        [(header::ETAG, etag(version))],
-        axum::Json(out),
+        [(header::ETAG, etag(posted.version))],
+        axum::Json(MessageOut::from(posted.message)),
     )
         .into_response())
-}
-
-/// Creates a mention for every colleague the body names by e-mail or by
-/// name handle (the name without spaces); the author is never mentioned.
-async fn record_mentions(
-    conn: &mut PgConnection,
-    principal: &Principal,
-    message: &Message,
-    events: &mut EventBatch,
-) -> ApiResult<()> {
-    let tokens = mention_tokens(&message.body);
-    if tokens.is_empty() {
-        return Ok(());
-    }
-    // Each colleague's address and handle are computed once and looked up
-    // in a set: linear in colleagues plus mentions.
-    let tokens: std::collections::HashSet<String> = tokens.into_iter().collect();
-    let directory = users::directory(conn, principal.org()).await?;
-    let mentioned = directory.iter().filter(|(id, name, email)| {
-        *id != principal.user.id
-            && (tokens.contains(&email.to_lowercase()) || tokens.contains(&name_handle(name)))
-    });
-    for (user_id, ..) in mentioned {
-        let mention = mentions::insert(
-            conn,
-            &mentions::Mention {
-                id: new_id(),
-                organization_id: principal.org(),
-                user_id: *user_id,
-                ticket_id: message.ticket_id,
-                message_id: message.id,
-                author_user_id: Some(principal.user.id),
-                created_at: message.created_at,
-                acknowledged_at: None,
-            },
-        )
-        .await?;
-        events.push(EventType::MentionCreated, &MentionOut::from(mention))?;
-    }
-    Ok(())
 }
 
 /// Delete a message.

@@ -20,7 +20,6 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use uuid::Uuid;
 
-use super::messages::MessageOut;
 use crate::events::{EventBatch, emit};
 use crate::http::extract::{Cursor, NoFilter, PageParams, nullable, parse_id};
 use crate::http::{ApiError, ApiResult, Json, ListOut, ListQuery, Principal};
@@ -319,9 +318,7 @@ pub async fn create_ticket(
             created_at: ticket.created_at,
         });
         if let Some(message) = &message {
-            let message = MessageOut::from(message.clone());
-            events.push(EventType::MessageCreated, &message)?;
-            events.push(EventType::TicketMessageCreated, &message)?;
+            events.extend(messages::events_of(message)?);
         }
         let mut opening = tickets::Opening {
             ticket: &ticket,

@@ -17,7 +17,7 @@ function resolve(text, data, ticket) {
   });
 }
 
-export function InterventionForm({ ticketId, ticket, resource, reply, onSubmitted }) {
+export function InterventionForm({ ticketId, ticket, resource, reply, onSubmitted, onVersion }) {
   const view = resource.data;
   const [bag, setBag] = useState(null);
   const [dirty, setDirty] = useState(false);
@@ -52,7 +52,7 @@ export function InterventionForm({ ticketId, ticket, resource, reply, onSubmitte
     try {
       const body = { data: bag };
       if (reply.trim()) body.message = reply;
-      const answer = await api.post(`/tickets/${api.seg(ticketId)}/intervention/submit`, body);
+      const answer = await api.post(`/tickets/${api.seg(ticketId)}/intervention/submit`, body, { onVersion });
       resource.setData(answer);
       setDirty(false);
       setDone('Intervention submitted.');

@@ -100,6 +100,9 @@ export function TicketView({ id }) {
     }
   });
 
+  /** Our own change's new version: the next If-Match sends it, not the one it replaced. */
+  const newVersion = (v) => ticket.setData((cur) => (cur && v > cur.version ? { ...cur, version: v } : cur));
+
   /**
    * After a 412: shows the current ticket, refetches messages and audit, and
    * returns the sentence that says what changed.
@@ -153,10 +156,10 @@ export function TicketView({ id }) {
         <div class="ticket-main">
           <${Conversation} ticket=${t} messages=${messages} />
           ${interventionName && html`<${InterventionForm} ticketId=${id} ticket=${t} resource=${intervention}
-            reply=${draft.body} onSubmitted=${() => { resetDraft(); messages.reload(); ticket.reload(); audit.reload(); }} />`}
+            reply=${draft.body} onVersion=${newVersion}
+            onSubmitted=${() => { resetDraft(); messages.reload(); ticket.reload(); audit.reload(); }} />`}
           <${ReplyForm} ticket=${t} draft=${draft} setDraft=${setDraft} resetDraft=${resetDraft}
-            textareaRef=${replyRef} onConflict=${conflict}
-            onVersion=${(v) => ticket.setData((cur) => (cur && v > cur.version ? { ...cur, version: v } : cur))}
+            textareaRef=${replyRef} onConflict=${conflict} onVersion=${newVersion}
             onSent=${() => { messages.reload(); ticket.reload(); audit.reload(); }} />
         </div>
         <div class="ticket-side">

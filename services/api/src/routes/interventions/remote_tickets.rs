@@ -6,9 +6,10 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 use tickiti_domain::intervention::{self, DATA_BAG_MAX, PayloadStatus, TemplateKind, UID_MAX};
 use tickiti_domain::sla::Stage;
-use tickiti_domain::ticket::{BODY_MAX, SUBJECT_MAX};
+use tickiti_domain::ticket::SUBJECT_MAX;
 use tickiti_domain::{Ability, EventType, Priority, Validation, Visibility, new_id};
 use tickiti_store::interventions::{self as store, NewPayload};
+use tickiti_store::messages::{Author, NewMessage};
 use tickiti_store::{audit, contacts, messages, sla_clocks, tickets};
 use utoipa::ToSchema;
 use uuid::Uuid;
@@ -16,7 +17,6 @@ use uuid::Uuid;
 use super::NOT_FOUND;
 use crate::events::EventBatch;
 use crate::http::{ApiError, ApiResult, Json, Principal};
-use crate::routes::messages::MessageOut;
 use crate::routes::tickets::{NewTicket, prepare_ticket};
 use crate::state::AppState;
 
@@ -225,21 +225,18 @@ pub async fn create_intervention_ticket(
         )
         .await?;
     }
-    let message = messages::insert(
+    // Its internal note, written by whoever opened it (the remote's token).
+    let posted = messages::post(
         &mut tx,
-        &messages::Message {
-            id: new_id(),
-            organization_id: org,
-            ticket_id: ticket.id,
-            author_user_id: Some(principal.user.id),
-            author_contact_id: None,
-            visibility: Visibility::Internal.as_str().to_owned(),
-            body: cut(body),
-            created_at: now,
+        &ticket,
+        NewMessage {
+            author: Author::Staff(principal.user.id),
+            visibility: Visibility::Internal,
+            body,
         },
     )
     .await?;
-    events.push(EventType::MessageCreated, &MessageOut::from(message))?;
+    events.extend(posted.events);
     events.push(EventType::InterventionCreated, &payload)?;
     events.append(&mut tx).await?;
     state.commit(tx).await?;
@@ -253,15 +250,6 @@ pub async fn create_intervention_ticket(
             status: PayloadStatus::Pending,
         }),
     ))
-}
-
-/// A rendered message never exceeds the body limit.
-pub(super) fn cut(body: String) -> String {
-    if body.chars().count() > BODY_MAX {
-        body.chars().take(BODY_MAX).collect()
-    } else {
-        body
-    }
 }
 
 fn uid_exists(ticket_id: Uuid) -> ApiError {

@@ -1,12 +1,14 @@
 //! A ticket's intervention: the view with every epilog attempt, and the staff submit.
 
 use axum::extract::{Path, State};
-use axum::http::StatusCode;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use tickiti_domain::intervention::{self, DATA_BAG_MAX, FieldType, PayloadStatus};
-use tickiti_domain::{Ability, EventType, Validation, Visibility, new_id};
+use tickiti_domain::{Ability, EventType, Validation, Visibility};
 use tickiti_store::interventions::{self as store, Intervention, Payload};
+use tickiti_store::messages::{Author, NewMessage};
 use tickiti_store::tickets::Ticket;
 use tickiti_store::{audit, messages};
 use time::OffsetDateTime;
@@ -14,12 +16,11 @@ use utoipa::ToSchema;
 use uuid::Uuid;
 
 use super::definitions::stored_fields;
-use super::remote_tickets::{cut, data_bag_too_large};
+use super::remote_tickets::data_bag_too_large;
 use super::{MESSAGE_MAX, NOT_FOUND};
 use crate::events::EventBatch;
 use crate::http::{ApiError, ApiResult, Json, Principal};
-use crate::routes::messages::MessageOut;
-use crate::routes::tickets::find_ticket;
+use crate::routes::tickets::{etag, find_ticket};
 use crate::state::AppState;
 
 /// A UI field as a ticket shows it.
@@ -234,7 +235,7 @@ async fn find_payload(
 
 /// The ticket's intervention: payload, status, resolved fields, epilog calls and attempts.
 #[utoipa::path(get, path = "/tickets/{id}/intervention", tag = "interventions", params(("id" = Uuid, Path)),
-    responses((status = 200, body = TicketInterventionOut),
+    responses((status = 200, body = TicketInterventionOut, headers(("ETag" = String, description = "The ticket's new ETag (the response is a message)"))),
               (status = 404, description = "TICKET_NOT_FOUND or INTERVENTION_NOT_FOUND", body = crate::http::error::Problem)),
     security(("bearer" = []), ("session" = [])))]
 #[tracing::instrument(skip_all, fields(ticket.id = %id))]
@@ -274,7 +275,7 @@ pub struct SubmitIn {
 /// epilog call (when the remote is enabled).
 #[utoipa::path(post, path = "/tickets/{id}/intervention/submit", tag = "interventions", request_body = SubmitIn,
     params(("id" = Uuid, Path)),
-    responses((status = 200, body = TicketInterventionOut),
+    responses((status = 200, body = TicketInterventionOut, headers(("ETag" = String, description = "The ticket's new ETag (the response is a message)"))),
               (status = 404, description = "TICKET_NOT_FOUND or INTERVENTION_NOT_FOUND", body = crate::http::error::Problem),
               (status = 409, description = "INTERVENTION_ACCEPTED", body = crate::http::error::Problem),
               (status = 413, description = "DATA_BAG_TOO_LARGE", body = crate::http::error::Problem),
@@ -286,7 +287,7 @@ pub async fn submit_ticket_intervention(
     principal: Principal,
     Path(id): Path<String>,
     Json(input): Json<SubmitIn>,
-) -> ApiResult<axum::Json<TicketInterventionOut>> {
+) -> ApiResult<Response> {
     principal.require(Ability::TicketsWrite)?;
     let org = principal.org();
     let data = serde_json::Value::Object(input.data);
@@ -332,22 +333,17 @@ pub async fn submit_ticket_intervention(
     if body.trim().is_empty() {
         return Err(ApiError::invalid_field("message", "the response is empty"));
     }
-    let message = messages::insert(
+    let posted = messages::post(
         &mut tx,
-        &messages::Message {
-            id: new_id(),
-            organization_id: org,
-            ticket_id: ticket.id,
-            author_user_id: Some(principal.user.id),
-            author_contact_id: None,
-            visibility: Visibility::Public.as_str().to_owned(),
-            body: cut(body),
-            created_at: OffsetDateTime::now_utc(),
+        &ticket,
+        NewMessage {
+            author: Author::Staff(principal.user.id),
+            visibility: Visibility::Public,
+            body,
         },
     )
     .await?;
-    tickiti_store::sla_clocks::track(&mut tx, &ticket, tickiti_domain::sla::Happening::StaffReply)
-        .await?;
+    let message = &posted.message;
     store::submit(&mut tx, payload.id, &data, message.id).await?;
     // Calls for an earlier response stop: the remote hears about the latest.
     store::supersede_epilogs(&mut tx, payload.id).await?;
@@ -369,12 +365,10 @@ pub async fn submit_ticket_intervention(
     .await?;
     let (payload, def) = find_payload(&mut tx, org, ticket.id, false).await?;
     let mut events = EventBatch::new(&principal);
-    let message = MessageOut::from(message);
-    events.push(EventType::MessageCreated, &message)?;
-    events.push(EventType::TicketMessageCreated, &message)?;
+    events.extend(posted.events);
     events.push(EventType::InterventionSubmitted, &payload)?;
     events.append(&mut tx).await?;
     let view = load_view(&mut tx, &ticket, &def, payload).await?;
     state.commit(tx).await?;
-    Ok(axum::Json(view))
+    Ok(([(header::ETAG, etag(posted.version))], axum::Json(view)).into_response())
 }
