@@ -432,24 +432,15 @@ pub async fn request_epilog(
     organization_id: Uuid,
     epilog_id: Uuid,
 ) -> Result<()> {
-    let id = tickiti_domain::new_id();
-    let command = tickiti_domain::intervention::EPILOG_COMMAND;
-    let payload = serde_json::json!({
-        "id": id,
-        "command": command,
-        "organization_id": organization_id,
-        "epilog_id": epilog_id,
-    });
-    sqlx::query!(
-        "INSERT INTO outbox (id, organization_id, event_type, payload) VALUES ($1, $2, $3, $4)",
-        id,
+    let mut fields = serde_json::Map::new();
+    fields.insert("epilog_id".into(), epilog_id.to_string().into());
+    crate::outbox::append_command(
+        conn,
         organization_id,
-        command,
-        payload
+        tickiti_domain::intervention::EPILOG_COMMAND,
+        fields,
     )
-    .execute(conn)
-    .await?;
-    Ok(())
+    .await
 }
 
 /// An epilog call by id.

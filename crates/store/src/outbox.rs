@@ -31,6 +31,32 @@ pub async fn append(
     Ok(())
 }
 
+/// Appends a command for a worker (`command.*`, relayed to
+/// `<prefix>.commands` like any event): `fields` plus the command's `id`,
+/// `command` and `organization_id`. Visible to the relay at commit.
+pub async fn append_command(
+    conn: &mut PgConnection,
+    organization_id: Uuid,
+    command: &str,
+    fields: serde_json::Map<String, serde_json::Value>,
+) -> Result<()> {
+    let id = tickiti_domain::new_id();
+    let mut payload = fields;
+    payload.insert("id".into(), id.to_string().into());
+    payload.insert("command".into(), command.into());
+    payload.insert("organization_id".into(), organization_id.to_string().into());
+    sqlx::query!(
+        "INSERT INTO outbox (id, organization_id, event_type, payload) VALUES ($1, $2, $3, $4)",
+        id,
+        organization_id,
+        command,
+        serde_json::Value::Object(payload)
+    )
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
 /// Outbox rows as the parallel arrays an `UNNEST` insert takes (also used
 /// by statements that write a change and its events together).
 #[derive(Debug, Default)]

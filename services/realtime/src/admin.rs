@@ -86,12 +86,7 @@ fn health_routes() -> Router<Arc<Ctx>> {
 /// 200 when Postgres answers and RabbitMQ is connected, else 503. Whether
 /// the service is paired is shown but does not decide readiness.
 async fn readyz(State(ctx): State<Arc<Ctx>>) -> (StatusCode, axum::Json<serde_json::Value>) {
-    let database = tokio::time::timeout(
-        Duration::from_secs(2),
-        sqlx::query("SELECT 1").execute(&ctx.db),
-    )
-    .await
-    .is_ok_and(|r| r.is_ok());
+    let database = crate::store::answers(&ctx.db, Duration::from_secs(2)).await;
     let broker = ctx.bus.is_connected();
     let ready = database && broker;
     let word = |ok: bool| if ok { "up" } else { "down" };

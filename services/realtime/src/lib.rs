@@ -1,5 +1,6 @@
 //! `tickiti-realtime` ("Tonic", CONTRACT §5): keeps staff browsers live.
 //!
+//! - [`store`]: the service's own database (pairings), every statement.
 //! - [`pairing`]: the api pairs with this service by node key and pin; the
 //!   bound node key verifies the browser tokens the api signs.
 //! - [`ws`]: one task per browser socket: hello/welcome, limits, close codes.
@@ -23,15 +24,14 @@ pub mod locks;
 pub mod pairing;
 pub mod protocol;
 pub mod ring;
+pub mod store;
 pub mod ws;
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
-use sqlx::migrate::MigrateDatabase as _;
-use sqlx::postgres::PgPoolOptions;
-use sqlx::{PgPool, Postgres};
+use sqlx::PgPool;
 use tickiti_bus::{Bus, BusConfig};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -39,47 +39,16 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 pub use config::Config;
+pub use store::migrator;
 
 /// How often every process re-reads the pairing.
 const PAIRING_POLL: Duration = Duration::from_secs(1);
 use hub::{Hub, RingLimits};
 
-/// The realtime service's migrations (its own database, or beside the
-/// api's: they are tracked in `_sqlx_realtime_migrations`).
-pub fn migrator() -> sqlx::migrate::Migrator {
-    let mut migrator = sqlx::migrate!("../../migrations/realtime");
-    migrator.dangerous_set_table_name("_sqlx_realtime_migrations");
-    migrator
-}
-
 /// Opens (creating it when missing) the service's database, retrying for a
 /// short window (CONTRACT §1), and runs the migrations.
 pub async fn connect_database(config: &Config) -> anyhow::Result<PgPool> {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
-    loop {
-        let attempt = async {
-            if !Postgres::database_exists(&config.database_url).await? {
-                tracing::info!("creating the realtime database");
-                Postgres::create_database(&config.database_url).await?;
-            }
-            PgPoolOptions::new()
-                .max_connections(5)
-                .acquire_timeout(Duration::from_secs(5))
-                .connect(&config.database_url)
-                .await
-        };
-        match attempt.await {
-            Ok(pool) => {
-                migrator().run(&pool).await?;
-                return Ok(pool);
-            }
-            Err(error) if tokio::time::Instant::now() < deadline => {
-                tracing::warn!(%error, "database not reachable yet; retrying");
-                tokio::time::sleep(Duration::from_millis(500)).await;
-            }
-            Err(error) => anyhow::bail!("database unreachable at start-up: {error}"),
-        }
-    }
+    store::connect(&config.database_url).await
 }
 
 /// What every task and handler shares.

@@ -12,10 +12,7 @@
 //!    `<prefix>.realtime`) and installs the new key, closing sockets of the
 //!    old pairing with 4401.
 //!
-//! Queries here are checked at run time (`sqlx::query_as::<_, T>` with
-//! `FromRow`), not with `query!`: sqlx's macros check against one
-//! `DATABASE_URL` per build, which is the api's database, and this one is
-//! separate. The statements are few and static, and the tests run each one.
+//! The statements are in [`crate::store`]; this module holds the rules.
 
 use std::time::Duration;
 
@@ -24,6 +21,7 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use crate::hub::Binding;
+use crate::store;
 
 /// How long a pin may be entered.
 pub const PIN_TTL: Duration = Duration::from_secs(10 * 60);
@@ -88,71 +86,26 @@ pub async fn request(
 ) -> Result<OffsetDateTime, PairError> {
     let latest = OffsetDateTime::now_utc() + PIN_TTL;
     let expires_at = expires_at.min(latest);
-    let mut tx = db.begin().await?;
-    sqlx::query(
-        "UPDATE realtime_pairings SET state = 'replaced', ended_at = now(), pin_hash = ''
-         WHERE state = 'pending'",
-    )
-    .execute(&mut *tx)
-    .await?;
-    let inserted = sqlx::query(
-        "INSERT INTO realtime_pairings (install_id, node_key, pin_hash, state, expires_at)
-         VALUES ($1, $2, $3, 'pending', $4) ON CONFLICT (install_id) DO NOTHING",
-    )
-    .bind(install_id)
-    .bind(node_key.as_slice())
-    .bind(pin_hash)
-    .bind(expires_at)
-    .execute(&mut *tx)
-    .await?;
-    if inserted.rows_affected() == 0 {
+    if !store::insert_pending(db, install_id, node_key, pin_hash, expires_at).await? {
         return Err(PairError::Duplicate);
     }
-    tx.commit().await?;
     Ok(expires_at)
 }
 
 /// A pairing by install id, with a pending one past its time shown as `expired`.
 pub async fn view(db: &PgPool, install_id: Uuid) -> Result<Option<PairingView>, sqlx::Error> {
-    sqlx::query_as::<_, PairingView>(
-        "SELECT install_id,
-                CASE WHEN state = 'pending' AND expires_at <= now() THEN 'expired' ELSE state END AS state,
-                attempts, expires_at, bound_at
-         FROM realtime_pairings WHERE install_id = $1",
-    )
-    .bind(install_id)
-    .fetch_optional(db)
-    .await
-}
-
-#[derive(FromRow)]
-struct BoundRow {
-    install_id: Uuid,
-    node_key: Vec<u8>,
+    store::view(db, install_id).await
 }
 
 /// The bound pairing, if any.
 pub async fn current(db: &PgPool) -> Result<Option<Binding>, sqlx::Error> {
-    let row = sqlx::query_as::<_, BoundRow>(
-        "SELECT install_id, node_key FROM realtime_pairings WHERE state = 'bound'",
-    )
-    .fetch_optional(db)
-    .await?;
-    Ok(row.and_then(|row| {
-        let node_key = <[u8; 32]>::try_from(row.node_key.as_slice()).ok()?;
+    Ok(store::bound(db).await?.and_then(|(install_id, node_key)| {
+        let node_key = <[u8; 32]>::try_from(node_key.as_slice()).ok()?;
         Some(Binding {
-            install_id: row.install_id,
+            install_id,
             node_key,
         })
     }))
-}
-
-#[derive(FromRow)]
-struct PendingRow {
-    install_id: Uuid,
-    pin_hash: String,
-    attempts: i32,
-    expires_at: OffsetDateTime,
 }
 
 /// Confirms the pending pairing with its pin (`tickiti-realtime pair PIN`); returns its install id.
@@ -162,23 +115,13 @@ pub async fn confirm(db: &PgPool, pin: &str) -> Result<Uuid, PairError> {
         return Err(PairError::Malformed);
     }
     let mut tx = db.begin().await?;
-    // FOR UPDATE: concurrent guesses wait for each other, so none is lost
-    // from the count and each costs a full argon2 verification.
-    let pending = sqlx::query_as::<_, PendingRow>(
-        "SELECT install_id, pin_hash, attempts, expires_at FROM realtime_pairings
-         WHERE state = 'pending' FOR UPDATE",
-    )
-    .fetch_optional(&mut *tx)
-    .await?
-    .ok_or(PairError::NoPending)?;
+    // Locked: concurrent guesses wait for each other, so none is lost from
+    // the count and each costs a full argon2 verification.
+    let pending = store::lock_pending(&mut tx)
+        .await?
+        .ok_or(PairError::NoPending)?;
     if pending.expires_at <= OffsetDateTime::now_utc() {
-        sqlx::query(
-            "UPDATE realtime_pairings SET state = 'expired', ended_at = now(), pin_hash = ''
-             WHERE install_id = $1",
-        )
-        .bind(pending.install_id)
-        .execute(&mut *tx)
-        .await?;
+        store::expire(&mut tx, pending.install_id).await?;
         tx.commit().await?;
         return Err(PairError::Expired);
     }
@@ -192,19 +135,7 @@ pub async fn confirm(db: &PgPool, pin: &str) -> Result<Uuid, PairError> {
     if !matches {
         let attempts = pending.attempts + 1;
         let voided = attempts >= MAX_ATTEMPTS;
-        sqlx::query(
-            "UPDATE realtime_pairings
-             SET attempts = $2,
-                 state = CASE WHEN $3 THEN 'voided' ELSE state END,
-                 ended_at = CASE WHEN $3 THEN now() ELSE ended_at END,
-                 pin_hash = CASE WHEN $3 THEN '' ELSE pin_hash END
-             WHERE install_id = $1",
-        )
-        .bind(pending.install_id)
-        .bind(attempts)
-        .bind(voided)
-        .execute(&mut *tx)
-        .await?;
+        store::record_wrong_pin(&mut tx, pending.install_id, attempts, voided).await?;
         tx.commit().await?;
         return Err(if voided {
             PairError::Voided
@@ -214,18 +145,7 @@ pub async fn confirm(db: &PgPool, pin: &str) -> Result<Uuid, PairError> {
             }
         });
     }
-    sqlx::query(
-        "UPDATE realtime_pairings SET state = 'unbound', ended_at = now() WHERE state = 'bound'",
-    )
-    .execute(&mut *tx)
-    .await?;
-    sqlx::query(
-        "UPDATE realtime_pairings SET state = 'bound', bound_at = now(), pin_hash = ''
-         WHERE install_id = $1",
-    )
-    .bind(pending.install_id)
-    .execute(&mut *tx)
-    .await?;
+    store::bind(&mut tx, pending.install_id).await?;
     tx.commit().await?;
     Ok(pending.install_id)
 }
@@ -241,53 +161,25 @@ pub enum Unbound {
     Forbidden,
 }
 
-#[derive(FromRow)]
-struct KeyRow {
-    node_key: Vec<u8>,
-}
-
 /// Unbinds (or cancels) the pairing `install_id`, given proof of its node key.
 pub async fn unbind(db: &PgPool, install_id: Uuid, proof: &str) -> Result<Unbound, sqlx::Error> {
     let mut tx = db.begin().await?;
-    let Some(row) = sqlx::query_as::<_, KeyRow>(
-        "SELECT node_key FROM realtime_pairings WHERE install_id = $1 FOR UPDATE",
-    )
-    .bind(install_id)
-    .fetch_optional(&mut *tx)
-    .await?
-    else {
+    let Some(node_key) = store::lock_node_key(&mut tx, install_id).await? else {
         return Ok(Unbound::NotFound);
     };
-    let Ok(key) = <[u8; 32]>::try_from(row.node_key.as_slice()) else {
+    let Ok(key) = <[u8; 32]>::try_from(node_key.as_slice()) else {
         return Ok(Unbound::Forbidden);
     };
     if !tickiti_crypto::realtime::verify_unbind_proof(&key, install_id, proof) {
         return Ok(Unbound::Forbidden);
     }
-    sqlx::query(
-        "UPDATE realtime_pairings
-         SET state = CASE state WHEN 'bound' THEN 'unbound' ELSE 'cancelled' END,
-             ended_at = now(), pin_hash = ''
-         WHERE install_id = $1 AND state IN ('bound', 'pending')",
-    )
-    .bind(install_id)
-    .execute(&mut *tx)
-    .await?;
+    store::end(&mut tx, Some(install_id)).await?;
     tx.commit().await?;
     Ok(Unbound::Done)
 }
 
 /// Unbinds whatever is bound or pending, without proof (`tickiti-realtime unpair`, run by the operator).
 pub async fn unpair_all(db: &PgPool) -> Result<u64, sqlx::Error> {
-    let mut tx = db.begin().await?;
-    let done = sqlx::query(
-        "UPDATE realtime_pairings
-         SET state = CASE state WHEN 'bound' THEN 'unbound' ELSE 'cancelled' END,
-             ended_at = now(), pin_hash = ''
-         WHERE state IN ('bound', 'pending')",
-    )
-    .execute(&mut *tx)
-    .await?;
-    tx.commit().await?;
-    Ok(done.rows_affected())
+    let mut conn = db.acquire().await?;
+    store::end(&mut conn, None).await
 }

@@ -247,21 +247,7 @@ pub async fn request_dispatch(
     organization_id: Uuid,
     delivery_ids: &[Uuid],
 ) -> Result<()> {
-    let id = tickiti_domain::new_id();
-    let payload = serde_json::json!({
-        "id": id,
-        "command": DISPATCH_COMMAND,
-        "organization_id": organization_id,
-        "delivery_ids": delivery_ids,
-    });
-    sqlx::query!(
-        "INSERT INTO outbox (id, organization_id, event_type, payload) VALUES ($1, $2, $3, $4)",
-        id,
-        organization_id,
-        DISPATCH_COMMAND,
-        payload
-    )
-    .execute(conn)
-    .await?;
-    Ok(())
+    let mut fields = serde_json::Map::new();
+    fields.insert("delivery_ids".into(), serde_json::json!(delivery_ids));
+    crate::outbox::append_command(conn, organization_id, DISPATCH_COMMAND, fields).await
 }
