@@ -33,7 +33,8 @@ pub struct StoredResponse {
 /// What claiming a key found.
 #[derive(Debug)]
 pub enum Claim {
-    /// The key is ours: run the request, then [`complete`] or [`release`].
+    /// The key is ours: run the request in the same transaction, then
+    /// [`complete`] and commit (or roll back to give the key back).
     Claimed,
     /// The first request with this key is still running.
     InFlight,
@@ -45,18 +46,41 @@ pub enum Claim {
 
 /// How long a key is remembered.
 pub const RETENTION_HOURS: i32 = 24;
-/// After this long an in-flight claim is presumed dead (its process crashed)
-/// and the key may be claimed again.
+/// After this long a committed claim without an answer (left by a version
+/// that committed claims before the work) is presumed dead and may be
+/// claimed again.
 pub const STALE_CLAIM_SECONDS: i32 = 120;
 
-/// Claims a key for a request with this body hash.
+/// Claims a key for a request with this body hash, in the transaction that
+/// will do the request's work and store its answer ([`complete`]).
+///
+/// The claim is not visible to others until that transaction commits, so a
+/// transaction-scoped advisory lock on the key tells a concurrent duplicate
+/// that the first is still running ([`Claim::InFlight`]) instead of letting
+/// it wait on the uncommitted row. The lock is released at commit or
+/// rollback; a crash rolls back the claim and the work together.
 pub async fn claim(
     conn: &mut PgConnection,
     scope: &KeyScope,
     request_hash: &[u8],
 ) -> Result<Claim> {
-    // Insert, or take over a row that expired or whose claim went stale; in
-    // both cases the row is ours. Otherwise read what is there.
+    let locked = sqlx::query_scalar!(
+        r#"SELECT pg_try_advisory_xact_lock(
+                  hashtextextended($1::uuid::text || ' ' || $2 || ' ' || $3 || ' ' || $4, 0)
+              ) AS "locked!""#,
+        scope.organization_id,
+        scope.principal,
+        scope.route,
+        scope.key
+    )
+    .fetch_one(&mut *conn)
+    .await?;
+    if !locked {
+        return Ok(Claim::InFlight);
+    }
+    // Insert, or take over a row that expired (or, from a version that
+    // committed claims on their own, whose claim went stale); in both cases
+    // the row is ours. Otherwise read what is there.
     let claimed = sqlx::query_scalar!(
         r#"INSERT INTO idempotency_keys (organization_id, principal, route, key, request_hash)
            VALUES ($1, $2, $3, $4, $5)
@@ -92,7 +116,7 @@ pub async fn claim(
     .fetch_optional(conn)
     .await?;
     let Some(row) = row else {
-        // Released between our insert and our read: the caller may retry.
+        // Deleted (pruned) between our insert and our read: the caller may retry.
         return Ok(Claim::InFlight);
     };
     if row.request_hash != request_hash {
@@ -124,21 +148,6 @@ pub async fn complete(
         i16::try_from(response.status).unwrap_or(500),
         response.body,
         response.content_type
-    )
-    .execute(conn)
-    .await?;
-    Ok(())
-}
-
-/// Gives a claimed key back (the request failed in a way worth retrying).
-pub async fn release(conn: &mut PgConnection, scope: &KeyScope) -> Result<()> {
-    sqlx::query!(
-        "DELETE FROM idempotency_keys
-         WHERE organization_id = $1 AND principal = $2 AND route = $3 AND key = $4 AND response_status IS NULL",
-        scope.organization_id,
-        scope.principal,
-        scope.route,
-        scope.key
     )
     .execute(conn)
     .await?;

@@ -1,7 +1,7 @@
 //! Administration shared by the command line (`tickiti-api admin …`) and
 //! the tests: creating organizations, users and tokens.
 
-use sqlx::PgPool;
+use sqlx::{PgConnection, PgPool};
 use tickiti_domain::validation::EMAIL_MAX;
 use tickiti_domain::{Ability, Role, Validation, new_id};
 use tickiti_store::{organizations, users};
@@ -86,17 +86,29 @@ pub async fn create_user(
     password: &str,
     role: Role,
 ) -> ApiResult<Uuid> {
+    let mut conn = db.acquire().await?;
+    add_user(&mut conn, org, email, name, password, role).await
+}
+
+/// [`create_user`] in the caller's connection or transaction (`POST /users`).
+pub async fn add_user(
+    conn: &mut PgConnection,
+    org: Uuid,
+    email: &str,
+    name: &str,
+    password: &str,
+    role: Role,
+) -> ApiResult<Uuid> {
     validate_user(email, name, password)?;
     let password_hash = hash(password).await?;
-    let mut conn = db.acquire().await?;
-    if organizations::get(&mut conn, org).await?.is_none() {
+    if organizations::get(conn, org).await?.is_none() {
         return Err(ApiError::not_found(
             "ORGANIZATION_NOT_FOUND",
             "organization",
         ));
     }
     let user = users::insert(
-        &mut conn,
+        conn,
         &users::NewUser {
             id: new_id(),
             organization_id: org,

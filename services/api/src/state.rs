@@ -2,12 +2,13 @@
 
 use std::sync::Arc;
 
-use sqlx::{PgPool, Postgres, Transaction};
+use sqlx::PgPool;
 use tickiti_bus::Bus;
 use tickiti_crypto::SecretBox;
 use tokio::sync::Notify;
 
 use crate::config::{Config, WebhookConfig};
+use crate::http::Tx;
 use crate::http::guard::RateLimiter;
 use crate::http::sign_in::PasswordChecks;
 
@@ -58,9 +59,12 @@ impl AppState {
     /// Commits a transaction that may have written events and wakes the relay.
     /// (An in-process signal instead of a `NOTIFY` trigger: `NOTIFY` takes a
     /// database-wide lock at commit and would serialize every write.)
-    pub async fn commit(&self, tx: Transaction<'_, Postgres>) -> Result<(), sqlx::Error> {
-        tx.commit().await?;
-        self.events_written();
+    /// Inside an idempotent request the work is kept and the idempotency
+    /// layer commits it with the answer, and wakes the relay then.
+    pub async fn commit(&self, tx: Tx) -> Result<(), sqlx::Error> {
+        if tx.commit().await? {
+            self.events_written();
+        }
         Ok(())
     }
 

@@ -153,3 +153,104 @@ async fn stored_answers_never_hold_a_secret_in_plain_text(db: PgPool) {
         "the secret is stored in plain text"
     );
 }
+
+/// The claim, the work and the stored answer are one commit: when the answer
+/// cannot be stored, the work is undone and the client is told to retry, and
+/// the retry with the same key does the work once. (Before the fix the claim
+/// was committed first and the work on its own: the ticket stood, the client
+/// got 201, the key stayed claimed without an answer, and a retry after the
+/// stale-claim window created a second ticket.)
+#[sqlx::test(migrator = "tickiti_store::MIGRATOR")]
+async fn an_answer_that_cannot_be_stored_undoes_its_work(db: PgPool) {
+    let app = TestApp::spawn(db.clone()).await;
+    let org = app.org("Acme").await;
+    let body = json!({ "subject": "Once only", "contact": { "email": "a@example.com" } });
+
+    // Storing an answer is an UPDATE of the claimed row: make it fail, as a
+    // full disk or a lost connection would at that moment.
+    sqlx::raw_sql(
+        "CREATE FUNCTION refuse_answers() RETURNS trigger LANGUAGE plpgsql AS
+           $$ BEGIN RAISE EXCEPTION 'no answer may be stored now'; END $$;
+         CREATE TRIGGER refuse_answers BEFORE UPDATE ON idempotency_keys
+           FOR EACH ROW EXECUTE FUNCTION refuse_answers();",
+    )
+    .execute(&db)
+    .await
+    .unwrap();
+    let failed = post_with_key(&app, &org.token, "once", &body).await;
+    assert_eq!(failed.status, 503, "{:?}", failed.body);
+    assert_eq!(failed.header("retry-after"), Some("1"));
+    assert_eq!(ticket_count(&db).await, 0, "the work went with the answer");
+    let keys: i64 = sqlx::query_scalar("SELECT count(*) FROM idempotency_keys")
+        .fetch_one(&db)
+        .await
+        .unwrap();
+    assert_eq!(keys, 0, "and so did the claim");
+    let outbox: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM outbox WHERE event_type = 'ticket.created'")
+            .fetch_one(&db)
+            .await
+            .unwrap();
+    assert_eq!(outbox, 0, "no event of a ticket that does not exist");
+
+    sqlx::raw_sql("DROP TRIGGER refuse_answers ON idempotency_keys")
+        .execute(&db)
+        .await
+        .unwrap();
+    let retried = post_with_key(&app, &org.token, "once", &body).await;
+    assert_eq!(retried.status, 201);
+    assert_eq!(retried.header("idempotent-replayed"), None);
+    let replayed = post_with_key(&app, &org.token, "once", &body).await;
+    assert_eq!(replayed.header("idempotent-replayed"), Some("true"));
+    assert_eq!(replayed.body["id"], retried.body["id"]);
+    assert_eq!(ticket_count(&db).await, 1, "the retry did the work once");
+}
+
+/// A handler that fails after writing (here: a message on a ticket that is
+/// not there, after nothing) leaves nothing, and a 4xx inside the request's
+/// transaction is stored and replayed like any answer; the next request with
+/// another key works on a clean transaction.
+#[sqlx::test(migrator = "tickiti_store::MIGRATOR")]
+async fn an_idempotent_request_that_fails_midway_leaves_nothing(db: PgPool) {
+    let app = TestApp::spawn(db.clone()).await;
+    let org = app.org("Acme").await;
+    // A contact id that does not exist: the handler refuses it after its
+    // look-ups, inside the request's transaction.
+    let bad = json!({ "subject": "S", "contact_id": uuid::Uuid::now_v7() });
+    let refused = post_with_key(&app, &org.token, "bad", &bad).await;
+    assert_eq!(refused.status, 422, "{:?}", refused.body);
+    let replayed = post_with_key(&app, &org.token, "bad", &bad).await;
+    assert_eq!(replayed.status, 422);
+    assert_eq!(replayed.header("idempotent-replayed"), Some("true"));
+    assert_eq!(ticket_count(&db).await, 0);
+
+    // A reply with a key goes through the savepoint path and counts once.
+    let ticket = post_with_key(
+        &app,
+        &org.token,
+        "t",
+        &json!({ "subject": "S", "contact": { "email": "a@example.com" } }),
+    )
+    .await;
+    assert_eq!(ticket.status, 201);
+    let id = ticket.body["id"].as_str().unwrap();
+    for _ in 0..2 {
+        let reply = app
+            .client
+            .post(app.url(&format!("/api/v1/tickets/{id}/messages")))
+            .bearer_auth(&org.token)
+            .header("idempotency-key", "reply-1")
+            .json(&json!({ "body": "Hello", "visibility": "public" }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(reply.status(), 201);
+    }
+    let messages: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM messages WHERE ticket_id = $1::uuid")
+            .bind(id)
+            .fetch_one(&db)
+            .await
+            .unwrap();
+    assert_eq!(messages, 1);
+}

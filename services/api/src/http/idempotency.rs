@@ -4,9 +4,11 @@
 //! first request runs is 409 `IDEMPOTENCY_KEY_IN_USE`. Keys are scoped per
 //! organization, principal and route.
 //!
-//! The claim is committed before the handler runs and the answer stored
-//! after it, so a crash between the handler's commit and the store leaves a
-//! claim that expires after `STALE_CLAIM_SECONDS`.
+//! The claim, the handler's work and the stored answer are one transaction:
+//! the layer opens it, lends it to the handler ([`super::db::Db`] gives a
+//! savepoint in it), then stores the answer and commits. A crash anywhere
+//! before that commit leaves nothing, so the retry does the work once; a
+//! 5xx answer is rolled back with its work, so the retry may try again.
 
 use axum::extract::{MatchedPath, Request, State};
 use axum::http::{HeaderName, HeaderValue, Method, StatusCode, header};
@@ -14,6 +16,7 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use tickiti_store::idempotency::{self, Claim, KeyScope, StoredResponse};
 
+use super::db::SharedTx;
 use super::error::{ApiError, ApiResult};
 use super::extract::{BODY_LIMIT, body_rejection};
 use super::guard::Principal;
@@ -85,11 +88,13 @@ async fn run(state: AppState, req: Request, next: Next) -> Result<Response, Resp
         .map_err(|_| body_rejection(StatusCode::PAYLOAD_TOO_LARGE).into_response())?;
     let fingerprint = tickiti_crypto::sha256(&bytes);
 
-    let claim = async {
-        let mut conn = state.db.acquire().await?;
-        Ok::<_, ApiError>(idempotency::claim(&mut conn, &scope, &fingerprint).await?)
+    let begun = async {
+        let mut tx = state.db.begin().await?;
+        let claim = idempotency::claim(&mut tx, &scope, &fingerprint).await?;
+        Ok::<_, ApiError>((tx, claim))
     };
-    match claim.await.map_err(IntoResponse::into_response)? {
+    let (tx, claim) = begun.await.map_err(IntoResponse::into_response)?;
+    match claim {
         Claim::Claimed => {}
         Claim::InFlight => {
             return Err(ApiError::conflict(
@@ -109,44 +114,51 @@ async fn run(state: AppState, req: Request, next: Next) -> Result<Response, Resp
         Claim::Done(stored) => return Ok(replay(&state, stored)),
     }
 
-    let response = next
-        .run(Request::from_parts(parts, axum::body::Body::from(bytes)))
-        .await;
+    let shared = SharedTx::new(tx);
+    let mut req = Request::from_parts(parts, axum::body::Body::from(bytes));
+    req.extensions_mut().insert(shared.clone());
+    let response = next.run(req).await;
     let (parts, body) = response.into_parts();
+    // Dropping the transaction rolls the claim and the work back.
     let Ok(bytes) = axum::body::to_bytes(body, usize::MAX).await else {
-        release(&state, &scope).await;
         return Err(StatusCode::INTERNAL_SERVER_ERROR.into_response());
     };
     if parts.status.is_server_error() {
-        // Nothing was done (handlers roll back on error): let the client retry with the same key.
-        release(&state, &scope).await;
-    } else {
-        // Answers are kept sealed under the master key: some show a secret
-        // once (a new token, webhook secret, pairing pin or realtime
-        // ticket), and the idempotency table must never hold one in plain
-        // text. A JSON body never starts with the sealed format's version
-        // byte, which tells rows stored before this apart on replay.
-        let stored = StoredResponse {
-            status: parts.status.as_u16(),
-            body: state.secrets.seal(&bytes),
-            content_type: parts
-                .headers
-                .get(header::CONTENT_TYPE)
-                .and_then(|v| v.to_str().ok())
-                .map(str::to_owned),
-        };
-        let completed = async {
-            let mut conn = state.db.acquire().await?;
-            idempotency::complete(&mut conn, &scope, &stored).await?;
-            Ok::<_, ApiError>(())
-        };
-        if let Err(error) = completed.await {
-            tracing::error!(
-                ?error,
-                "could not store an idempotent response; the key stays claimed until it goes stale"
-            );
-        }
+        // Rolled back with its work: the client may retry with the same key.
+        return Ok(Response::from_parts(parts, axum::body::Body::from(bytes)));
     }
+    // Answers are kept sealed under the master key: some show a secret
+    // once (a new token, webhook secret, pairing pin or realtime ticket),
+    // and the idempotency table must never hold one in plain text. A JSON
+    // body never starts with the sealed format's version byte, which tells
+    // rows stored before this apart on replay.
+    let stored = StoredResponse {
+        status: parts.status.as_u16(),
+        body: state.secrets.seal(&bytes),
+        content_type: parts
+            .headers
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned),
+    };
+    let committed = async {
+        let mut tx = shared.finish().await?;
+        idempotency::complete(&mut tx, &scope, &stored).await?;
+        tx.commit().await?;
+        Ok::<_, ApiError>(())
+    };
+    if let Err(error) = committed.await {
+        // Nothing of the request stands: say so rather than answer as if it did.
+        tracing::error!(
+            ?error,
+            "could not commit an idempotent request with its answer"
+        );
+        return Err(ApiError::busy(
+            "the request could not be completed; retry it with the same Idempotency-Key",
+        )
+        .into_response());
+    }
+    state.events_written();
     Ok(Response::from_parts(parts, axum::body::Body::from(bytes)))
 }
 
@@ -193,15 +205,4 @@ fn replay(state: &AppState, stored: StoredResponse) -> Response {
         .headers_mut()
         .insert(REPLAYED.clone(), HeaderValue::from_static("true"));
     response
-}
-
-async fn release(state: &AppState, scope: &KeyScope) {
-    let released = async {
-        let mut conn = state.db.acquire().await?;
-        idempotency::release(&mut conn, scope).await?;
-        Ok::<_, ApiError>(())
-    };
-    if let Err(error) = released.await {
-        tracing::error!(?error, "could not release an idempotency key");
-    }
 }

@@ -18,7 +18,7 @@ use utoipa_axum::routes;
 use uuid::Uuid;
 
 use crate::http::extract::{Cursor, NoFilter, PageParams, parse_id};
-use crate::http::{ApiError, ApiResult, Json, ListOut, ListQuery, Principal};
+use crate::http::{ApiError, ApiResult, Db, Json, ListOut, ListQuery, Principal};
 use crate::state::AppState;
 
 /// The business-calendar routes.
@@ -205,14 +205,14 @@ pub async fn get_calendar(
     security(("bearer" = []), ("session" = [])))]
 #[tracing::instrument(skip_all, fields(calendar.id = %id))]
 pub async fn update_calendar(
-    State(state): State<AppState>,
+    db: Db,
     principal: Principal,
     Path(id): Path<String>,
     Json(patch): Json<CalendarPatch>,
 ) -> ApiResult<axum::Json<CalendarOut>> {
     principal.require(Ability::Admin)?;
     let id = parse_id(&id, NOT_FOUND, "business calendar")?;
-    let mut tx = state.db.begin().await?;
+    let mut tx = db.begin().await?;
     let current: CalendarOut = calendars::get(&mut tx, principal.org(), id)
         .await?
         .ok_or_else(|| ApiError::not_found(NOT_FOUND, "business calendar"))?

@@ -15,7 +15,7 @@ use uuid::Uuid;
 
 use crate::events::emit;
 use crate::http::extract::{Cursor, PageParams, nullable, parse_id};
-use crate::http::{ApiError, ApiResult, Json, ListOut, ListQuery, Principal};
+use crate::http::{ApiError, ApiResult, Db, Json, ListOut, ListQuery, Principal};
 use crate::state::AppState;
 
 /// The contact routes.
@@ -148,6 +148,7 @@ pub async fn list_contacts(
 #[tracing::instrument(skip_all)]
 pub async fn create_contact(
     State(state): State<AppState>,
+    db: Db,
     principal: Principal,
     Json(input): Json<ContactIn>,
 ) -> ApiResult<(StatusCode, axum::Json<ContactOut>)> {
@@ -157,7 +158,7 @@ pub async fn create_contact(
     v.optional_text("name", input.name.as_deref(), 200);
     v.optional_text("company", input.company.as_deref(), 200);
     v.finish().map_err(ApiError::validation)?;
-    let mut tx = state.db.begin().await?;
+    let mut tx = db.begin().await?;
     let contact = contacts::insert(
         &mut tx,
         new_id(),
@@ -201,6 +202,7 @@ pub async fn get_contact(
 #[tracing::instrument(skip_all)]
 pub async fn update_contact(
     State(state): State<AppState>,
+    db: Db,
     principal: Principal,
     Path(id): Path<String>,
     Json(patch): Json<ContactPatch>,
@@ -220,7 +222,7 @@ pub async fn update_contact(
         name: patch.name.as_ref().map(|n| n.as_deref().map(str::trim)),
         company: patch.company.as_ref().map(|c| c.as_deref().map(str::trim)),
     };
-    let mut tx = state.db.begin().await?;
+    let mut tx = db.begin().await?;
     let contact = contacts::update(&mut tx, principal.org(), id, &changes)
         .await
         .map_err(conflict_or)?
@@ -238,12 +240,13 @@ pub async fn update_contact(
 #[tracing::instrument(skip_all)]
 pub async fn delete_contact(
     State(state): State<AppState>,
+    db: Db,
     principal: Principal,
     Path(id): Path<String>,
 ) -> ApiResult<StatusCode> {
     principal.require(Ability::ContactsWrite)?;
     let id = parse_id(&id, NOT_FOUND, "contact")?;
-    let mut tx = state.db.begin().await?;
+    let mut tx = db.begin().await?;
     let deleted = contacts::delete(&mut tx, principal.org(), id)
         .await
         .map_err(|e| match e {

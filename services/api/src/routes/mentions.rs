@@ -9,7 +9,7 @@ use utoipa_axum::routes;
 
 use crate::events::emit;
 use crate::http::extract::{Cursor, NoFilter, PageParams, parse_id};
-use crate::http::{ApiError, ApiResult, ListOut, ListQuery, Principal};
+use crate::http::{ApiError, ApiResult, Db, ListOut, ListQuery, Principal};
 use crate::state::AppState;
 
 /// The mention routes.
@@ -58,12 +58,13 @@ pub async fn list_mentions(
 #[tracing::instrument(skip_all, fields(mention.id = %id))]
 pub async fn ack_mention(
     State(state): State<AppState>,
+    db: Db,
     principal: Principal,
     Path(id): Path<String>,
 ) -> ApiResult<axum::Json<MentionOut>> {
     principal.require(Ability::TicketsRead)?;
     let id = parse_id(&id, NOT_FOUND, "mention")?;
-    let mut tx = state.db.begin().await?;
+    let mut tx = db.begin().await?;
     let (mention, changed) = mentions::acknowledge(&mut tx, principal.org(), principal.user.id, id)
         .await?
         .ok_or_else(|| ApiError::not_found(NOT_FOUND, "mention"))?;

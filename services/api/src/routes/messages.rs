@@ -17,7 +17,7 @@ use utoipa_axum::routes;
 use super::tickets::{check_if_match, etag, find_ticket};
 use crate::events::{EventBatch, emit};
 use crate::http::extract::{Cursor, NoFilter, PageParams, parse_id};
-use crate::http::{ApiError, ApiResult, Json, ListOut, ListQuery, Principal};
+use crate::http::{ApiError, ApiResult, Db, Json, ListOut, ListQuery, Principal};
 use crate::state::AppState;
 
 /// The message routes.
@@ -68,6 +68,7 @@ pub async fn list_messages(
 #[tracing::instrument(skip_all, fields(ticket.id = %id))]
 pub async fn create_message(
     State(state): State<AppState>,
+    db: Db,
     principal: Principal,
     Path(id): Path<String>,
     headers: HeaderMap,
@@ -78,7 +79,7 @@ pub async fn create_message(
     v.text("body", &input.body, 1, BODY_MAX);
     v.finish().map_err(ApiError::validation)?;
 
-    let mut tx = state.db.begin().await?;
+    let mut tx = db.begin().await?;
     let ticket = find_ticket(&mut tx, &principal, &id, true).await?;
     check_if_match(&headers, &ticket)?;
     let posted = messages::post(
@@ -111,13 +112,14 @@ pub async fn create_message(
 #[tracing::instrument(skip_all, fields(ticket.id = %id))]
 pub async fn delete_message(
     State(state): State<AppState>,
+    db: Db,
     principal: Principal,
     Path((id, message_id)): Path<(String, String)>,
 ) -> ApiResult<StatusCode> {
     principal.require(Ability::TicketsWrite)?;
     let org = principal.org();
     let message_id = parse_id(&message_id, "MESSAGE_NOT_FOUND", "message")?;
-    let mut tx = state.db.begin().await?;
+    let mut tx = db.begin().await?;
     let ticket = find_ticket(&mut tx, &principal, &id, true).await?;
     let deleted = messages::delete(&mut tx, org, ticket.id, message_id)
         .await?

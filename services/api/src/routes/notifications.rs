@@ -19,7 +19,7 @@ use utoipa_axum::routes;
 
 use crate::events::emit;
 use crate::http::extract::{Cursor, PageParams, parse_id, query_bool};
-use crate::http::{ApiError, ApiResult, Json, ListOut, ListQuery, Principal};
+use crate::http::{ApiError, ApiResult, Db, Json, ListOut, ListQuery, Principal};
 use crate::state::AppState;
 
 /// The notification routes.
@@ -100,12 +100,13 @@ pub async fn unread_count(
 #[tracing::instrument(skip_all, fields(notification.id = %id))]
 pub async fn read_notification(
     State(state): State<AppState>,
+    db: Db,
     principal: Principal,
     Path(id): Path<String>,
 ) -> ApiResult<axum::Json<NotificationOut>> {
     principal.require(Ability::TicketsRead)?;
     let id = parse_id(&id, NOT_FOUND, "notification")?;
-    let mut tx = state.db.begin().await?;
+    let mut tx = db.begin().await?;
     let (notification, changed) = notifications::mark_read(&mut tx, principal.user.id, id)
         .await?
         .ok_or_else(|| ApiError::not_found(NOT_FOUND, "notification"))?;
@@ -136,10 +137,11 @@ pub struct ReadAllOut {
 #[tracing::instrument(skip_all)]
 pub async fn read_all(
     State(state): State<AppState>,
+    db: Db,
     principal: Principal,
 ) -> ApiResult<axum::Json<ReadAllOut>> {
     principal.require(Ability::TicketsRead)?;
-    let mut tx = state.db.begin().await?;
+    let mut tx = db.begin().await?;
     let (ids, read_at) = notifications::mark_all_read(&mut tx, principal.user.id).await?;
     let read = ids.len();
     if read > 0 {
@@ -277,12 +279,12 @@ pub async fn get_preferences(
     security(("bearer" = []), ("session" = [])))]
 #[tracing::instrument(skip_all)]
 pub async fn patch_preferences(
-    State(state): State<AppState>,
+    db: Db,
     principal: Principal,
     Json(patch): Json<PreferencesPatch>,
 ) -> ApiResult<axum::Json<PreferencesOut>> {
     principal.require(Ability::TicketsRead)?;
-    let mut tx = state.db.begin().await?;
+    let mut tx = db.begin().await?;
     let stored = notifications::preferences(&mut tx, principal.user.id).await?;
     let changes: Vec<(NotificationKind, Channels)> = patch
         .changes()

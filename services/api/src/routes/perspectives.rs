@@ -19,7 +19,7 @@ use utoipa_axum::routes;
 use uuid::Uuid;
 
 use crate::http::extract::{Cursor, NoFilter, PageParams, parse_id};
-use crate::http::{ApiError, ApiResult, Json, ListOut, ListQuery, Principal};
+use crate::http::{ApiError, ApiResult, Db, Json, ListOut, ListQuery, Principal};
 use crate::state::AppState;
 
 /// The perspective routes. `/perspectives/counts` is a static segment, which
@@ -253,7 +253,7 @@ pub async fn list_perspectives(
     security(("bearer" = []), ("session" = [])))]
 #[tracing::instrument(skip_all)]
 pub async fn create_perspective(
-    State(state): State<AppState>,
+    db: Db,
     principal: Principal,
     Json(input): Json<PerspectiveIn>,
 ) -> ApiResult<(StatusCode, axum::Json<PerspectiveOut>)> {
@@ -263,7 +263,7 @@ pub async fn create_perspective(
     v.text("name", &input.name, 1, NAME_MAX);
     check_filters(&input.filters, &mut v);
     v.finish().map_err(ApiError::validation)?;
-    let mut tx = state.db.begin().await?;
+    let mut tx = db.begin().await?;
     let owner = (!input.shared).then_some(principal.user.id);
     let (all, same_owner) = perspectives::count_for_insert(&mut tx, org, owner).await?;
     // Every change recounts perspectives: their number is bounded.
@@ -356,7 +356,7 @@ pub async fn count_perspectives(
     security(("bearer" = []), ("session" = [])))]
 #[tracing::instrument(skip_all, fields(perspective.id = %id))]
 pub async fn update_perspective(
-    State(state): State<AppState>,
+    db: Db,
     principal: Principal,
     Path(id): Path<String>,
     Json(patch): Json<PerspectivePatch>,
@@ -369,7 +369,7 @@ pub async fn update_perspective(
     if let Some(filters) = &patch.filters {
         check_filters(filters, &mut v);
     }
-    let mut tx = state.db.begin().await?;
+    let mut tx = db.begin().await?;
     let mut perspective =
         perspectives::get_visible(&mut tx, principal.org(), principal.user.id, id)
             .await?
@@ -396,12 +396,12 @@ pub async fn update_perspective(
     security(("bearer" = []), ("session" = [])))]
 #[tracing::instrument(skip_all, fields(perspective.id = %id))]
 pub async fn delete_perspective(
-    State(state): State<AppState>,
+    db: Db,
     principal: Principal,
     Path(id): Path<String>,
 ) -> ApiResult<StatusCode> {
     let id = parse_id(&id, NOT_FOUND, "perspective")?;
-    let mut tx = state.db.begin().await?;
+    let mut tx = db.begin().await?;
     let perspective = perspectives::get_visible(&mut tx, principal.org(), principal.user.id, id)
         .await?
         .ok_or_else(|| ApiError::not_found(NOT_FOUND, "perspective"))?;

@@ -14,7 +14,7 @@ use utoipa_axum::routes;
 use uuid::Uuid;
 
 use crate::http::extract::{Cursor, NoFilter, PageParams, nullable, parse_id};
-use crate::http::{ApiError, ApiResult, Json, ListOut, ListQuery, Principal};
+use crate::http::{ApiError, ApiResult, Db, Json, ListOut, ListQuery, Principal};
 use crate::state::AppState;
 
 /// The queue routes.
@@ -151,7 +151,7 @@ pub async fn list_queues(
     security(("bearer" = []), ("session" = [])))]
 #[tracing::instrument(skip_all)]
 pub async fn create_queue(
-    State(state): State<AppState>,
+    db: Db,
     principal: Principal,
     Json(input): Json<QueueIn>,
 ) -> ApiResult<(StatusCode, axum::Json<QueueOut>)> {
@@ -159,7 +159,7 @@ pub async fn create_queue(
     let mut v = Validation::new();
     v.text("name", &input.name, 1, NAME_MAX);
     v.optional_text("description", input.description.as_deref(), DESCRIPTION_MAX);
-    let mut tx = state.db.begin().await?;
+    let mut tx = db.begin().await?;
     check_managers(&mut tx, principal.org(), &input.manager_ids, &mut v).await?;
     v.finish().map_err(ApiError::validation)?;
     let queue = queues::insert(
@@ -183,7 +183,7 @@ pub async fn create_queue(
     security(("bearer" = []), ("session" = [])))]
 #[tracing::instrument(skip_all, fields(queue.id = %id))]
 pub async fn update_queue(
-    State(state): State<AppState>,
+    db: Db,
     principal: Principal,
     Path(id): Path<String>,
     Json(patch): Json<QueuePatch>,
@@ -199,7 +199,7 @@ pub async fn update_queue(
         patch.description.clone().flatten().as_deref(),
         DESCRIPTION_MAX,
     );
-    let mut tx = state.db.begin().await?;
+    let mut tx = db.begin().await?;
     if let Some(ids) = &patch.manager_ids {
         check_managers(&mut tx, principal.org(), ids, &mut v).await?;
     }
@@ -228,13 +228,13 @@ pub async fn update_queue(
     security(("bearer" = []), ("session" = [])))]
 #[tracing::instrument(skip_all, fields(queue.id = %id))]
 pub async fn delete_queue(
-    State(state): State<AppState>,
+    db: Db,
     principal: Principal,
     Path(id): Path<String>,
 ) -> ApiResult<StatusCode> {
     principal.require(Ability::Admin)?;
     let id = parse_id(&id, NOT_FOUND, "queue")?;
-    let mut tx = state.db.begin().await?;
+    let mut tx = db.begin().await?;
     let deleted = queues::delete(&mut tx, principal.org(), id)
         .await
         .map_err(|e| match e {

@@ -24,7 +24,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use uuid::Uuid;
 
-use crate::http::{ApiError, ApiResult, Principal};
+use crate::http::{ApiError, ApiResult, Db, Principal};
 use crate::state::AppState;
 
 /// How long a pin may be entered (CONTRACT §5).
@@ -236,10 +236,11 @@ fn registration_out(state: &AppState, registration: &Registration) -> Registrati
 #[tracing::instrument(skip_all)]
 pub async fn create_registration(
     State(state): State<AppState>,
+    db: Db,
     principal: Principal,
 ) -> ApiResult<(StatusCode, axum::Json<RegistrationCreated>)> {
     principal.require(Ability::Admin)?;
-    let mut tx = state.db.begin().await?;
+    let mut tx = db.begin().await?;
     if let Some(existing) = store::get(&mut tx, true).await? {
         if existing.status == "bound" {
             return Err(ApiError::conflict(
@@ -329,10 +330,11 @@ pub async fn get_registration(
 #[tracing::instrument(skip_all)]
 pub async fn delete_registration(
     State(state): State<AppState>,
+    db: Db,
     principal: Principal,
 ) -> ApiResult<StatusCode> {
     principal.require(Ability::Admin)?;
-    let mut tx = state.db.begin().await?;
+    let mut tx = db.begin().await?;
     let registration = store::get(&mut tx, true)
         .await?
         .ok_or_else(|| ApiError::not_found("REALTIME_NOT_PAIRED", "realtime pairing"))?;

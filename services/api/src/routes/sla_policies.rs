@@ -18,7 +18,7 @@ use utoipa_axum::routes;
 use uuid::Uuid;
 
 use crate::http::extract::{Cursor, NoFilter, PageParams, parse_id};
-use crate::http::{ApiError, ApiResult, Json, ListOut, ListQuery, Principal};
+use crate::http::{ApiError, ApiResult, Db, Json, ListOut, ListQuery, Principal};
 use crate::state::AppState;
 
 /// The SLA policy routes.
@@ -270,13 +270,13 @@ pub async fn list_policies(
     security(("bearer" = []), ("session" = [])))]
 #[tracing::instrument(skip_all)]
 pub async fn create_policy(
-    State(state): State<AppState>,
+    db: Db,
     principal: Principal,
     Json(input): Json<PolicyIn>,
 ) -> ApiResult<(StatusCode, axum::Json<PolicyOut>)> {
     principal.require(Ability::Admin)?;
     let org = principal.org();
-    let mut tx = state.db.begin().await?;
+    let mut tx = db.begin().await?;
     let mut v = Validation::new();
     let draft = Draft {
         name: &input.name,
@@ -330,7 +330,7 @@ pub async fn get_policy(
     security(("bearer" = []), ("session" = [])))]
 #[tracing::instrument(skip_all, fields(policy.id = %id))]
 pub async fn update_policy(
-    State(state): State<AppState>,
+    db: Db,
     principal: Principal,
     Path(id): Path<String>,
     Json(patch): Json<PolicyPatch>,
@@ -338,7 +338,7 @@ pub async fn update_policy(
     principal.require(Ability::Admin)?;
     let org = principal.org();
     let id = parse_id(&id, NOT_FOUND, "SLA policy")?;
-    let mut tx = state.db.begin().await?;
+    let mut tx = db.begin().await?;
     let current: PolicyOut = sla_policies::get(&mut tx, org, id)
         .await?
         .ok_or_else(|| ApiError::not_found(NOT_FOUND, "SLA policy"))?

@@ -6,7 +6,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
-use sqlx::{Connection, PgConnection};
+use sqlx::PgConnection;
 use tickiti_domain::filter::TicketFilterParams;
 use tickiti_domain::sla::{Happening, MetricClock};
 use tickiti_domain::ticket::{BODY_MAX, SUBJECT_MAX, TAG_MAX, TAGS_MAX, normalize_tags};
@@ -22,7 +22,7 @@ use uuid::Uuid;
 
 use crate::events::{EventBatch, emit};
 use crate::http::extract::{Cursor, NoFilter, PageParams, nullable, parse_id};
-use crate::http::{ApiError, ApiResult, Json, ListOut, ListQuery, Principal};
+use crate::http::{ApiError, ApiResult, Db, Json, ListOut, ListQuery, Principal};
 use crate::state::AppState;
 
 /// The ticket routes.
@@ -226,6 +226,7 @@ pub async fn list_tickets(
 #[tracing::instrument(skip_all)]
 pub async fn create_ticket(
     State(state): State<AppState>,
+    db: Db,
     principal: Principal,
     Json(input): Json<TicketIn>,
 ) -> ApiResult<Response> {
@@ -333,19 +334,25 @@ pub async fn create_ticket(
         // managers, its assignee): notifications are found against the
         // written ticket, so the opening and they share a transaction.
         // Otherwise the opening stays one statement.
+        // Under an `Idempotency-Key` the opening joins the request's
+        // transaction, so it commits with the stored answer.
         let notifies =
             ticket.queue_id.is_some() || ticket.assignee_id.is_some_and(|a| a != principal.user.id);
-        let opened = if notifies {
+        let opened = if notifies || db.is_request_transaction() {
             opening.events = &[];
-            let mut tx = conn.begin().await?;
+            let mut tx = db.begin().await?;
             let opened = tickets::open(&mut tx, &opening).await;
             if opened.is_ok() {
                 events.append(&mut tx).await?;
-                tx.commit().await?;
+                state.commit(tx).await?;
             }
             opened
         } else {
-            tickets::open(&mut conn, &opening).await
+            let opened = tickets::open(&mut conn, &opening).await;
+            if opened.is_ok() {
+                state.events_written();
+            }
+            opened
         };
         match opened {
             Err(e) if !retried && is_new && e.is_conflict_on(contacts::EMAIL_KEY) => {
@@ -354,7 +361,6 @@ pub async fn create_ticket(
             }
             opened => opened?,
         }
-        state.events_written();
         return Ok(with_etag(StatusCode::CREATED, TicketOut::from(ticket)));
     }
 }
@@ -446,6 +452,7 @@ pub async fn get_ticket(
 #[tracing::instrument(skip_all, fields(ticket.id = %id))]
 pub async fn update_ticket(
     State(state): State<AppState>,
+    db: Db,
     principal: Principal,
     Path(id): Path<String>,
     headers: HeaderMap,
@@ -460,7 +467,7 @@ pub async fn update_ticket(
     if let Some(tags) = &patch.tags {
         check_tags(tags, &mut v);
     }
-    let mut tx = state.db.begin().await?;
+    let mut tx = db.begin().await?;
     let before = find_ticket(&mut tx, &principal, &id, true).await?;
     check_if_match(&headers, &before)?;
     check_queue(&mut tx, org, patch.queue_id.flatten(), &mut v).await?;
@@ -553,12 +560,13 @@ fn diff(before: &Ticket, after: &Ticket) -> serde_json::Map<String, serde_json::
 #[tracing::instrument(skip_all, fields(ticket.id = %id))]
 pub async fn delete_ticket(
     State(state): State<AppState>,
+    db: Db,
     principal: Principal,
     Path(id): Path<String>,
 ) -> ApiResult<StatusCode> {
     principal.require(Ability::TicketsWrite)?;
     let org = principal.org();
-    let mut tx = state.db.begin().await?;
+    let mut tx = db.begin().await?;
     let ticket = find_ticket(&mut tx, &principal, &id, true).await?;
     tickets::delete(&mut tx, org, ticket.id).await?;
     audit::insert(

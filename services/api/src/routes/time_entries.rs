@@ -18,7 +18,7 @@ use uuid::Uuid;
 use super::tickets::find_ticket;
 use crate::events::emit;
 use crate::http::extract::{Cursor, NoFilter, PageParams, nullable, parse_id};
-use crate::http::{ApiError, ApiResult, Json, ListOut, ListQuery, Principal};
+use crate::http::{ApiError, ApiResult, Db, Json, ListOut, ListQuery, Principal};
 use crate::state::AppState;
 
 /// The time entry routes.
@@ -149,6 +149,7 @@ pub async fn list_time_entries(
 #[tracing::instrument(skip_all, fields(ticket.id = %id))]
 pub async fn create_time_entry(
     State(state): State<AppState>,
+    db: Db,
     principal: Principal,
     Path(id): Path<String>,
     Json(input): Json<TimeEntryIn>,
@@ -165,7 +166,7 @@ pub async fn create_time_entry(
     v.optional_text("note", input.note.as_deref(), NOTE_MAX);
     let user_id = input.user_id.unwrap_or(principal.user.id);
 
-    let mut tx = state.db.begin().await?;
+    let mut tx = db.begin().await?;
     let ticket = find_ticket(&mut tx, &principal, &id, true).await?;
     check_user(&mut tx, org, user_id, &mut v).await?;
     v.finish().map_err(ApiError::validation)?;
@@ -209,6 +210,7 @@ pub async fn create_time_entry(
 #[tracing::instrument(skip_all, fields(time_entry.id = %id))]
 pub async fn update_time_entry(
     State(state): State<AppState>,
+    db: Db,
     principal: Principal,
     Path(id): Path<String>,
     Json(patch): Json<TimeEntryPatch>,
@@ -222,7 +224,7 @@ pub async fn update_time_entry(
     }
     v.optional_text("note", patch.note.clone().flatten().as_deref(), NOTE_MAX);
 
-    let mut tx = state.db.begin().await?;
+    let mut tx = db.begin().await?;
     let before = time_entries::get(&mut tx, org, id)
         .await?
         .ok_or_else(|| ApiError::not_found(NOT_FOUND, "time entry"))?;
@@ -284,13 +286,14 @@ fn diff(before: &TimeEntry, after: &TimeEntry) -> serde_json::Map<String, serde_
 #[tracing::instrument(skip_all, fields(time_entry.id = %id))]
 pub async fn delete_time_entry(
     State(state): State<AppState>,
+    db: Db,
     principal: Principal,
     Path(id): Path<String>,
 ) -> ApiResult<StatusCode> {
     principal.require(Ability::TicketsWrite)?;
     let org = principal.org();
     let id = parse_id(&id, NOT_FOUND, "time entry")?;
-    let mut tx = state.db.begin().await?;
+    let mut tx = db.begin().await?;
     let deleted = time_entries::delete(&mut tx, org, id)
         .await?
         .ok_or_else(|| ApiError::not_found(NOT_FOUND, "time entry"))?;

@@ -14,7 +14,7 @@ use utoipa_axum::routes;
 use uuid::Uuid;
 
 use crate::http::extract::{Cursor, NoFilter, PageParams, parse_id};
-use crate::http::{ApiError, ApiResult, Json, ListOut, ListQuery, Principal};
+use crate::http::{ApiError, ApiResult, Db, Json, ListOut, ListQuery, Principal};
 use crate::state::AppState;
 
 /// The token routes.
@@ -187,7 +187,7 @@ pub async fn list_tokens(
     security(("bearer" = []), ("session" = [])))]
 #[tracing::instrument(skip_all)]
 pub async fn create_token(
-    State(state): State<AppState>,
+    db: Db,
     principal: Principal,
     Json(input): Json<TokenIn>,
 ) -> ApiResult<(StatusCode, axum::Json<TokenCreatedOut>)> {
@@ -207,15 +207,16 @@ pub async fn create_token(
     }
     check_token(&mut v, &input.name, input.abilities.len());
     v.finish().map_err(ApiError::validation)?;
-    let mut conn = state.db.acquire().await?;
+    let mut tx = db.begin().await?;
     let (token, secret) = issue_token(
-        &mut conn,
+        &mut tx,
         principal.org(),
         principal.user.id,
         &input.name,
         &abilities,
     )
     .await?;
+    tx.commit().await?;
     Ok((
         StatusCode::CREATED,
         axum::Json(TokenCreatedOut {

@@ -13,7 +13,7 @@ use utoipa_axum::routes;
 use uuid::Uuid;
 
 use crate::http::extract::{Cursor, NoFilter, PageParams, parse_id};
-use crate::http::{ApiError, ApiResult, Json, ListOut, ListQuery, Principal};
+use crate::http::{ApiError, ApiResult, Db, Json, ListOut, ListQuery, Principal};
 use crate::state::AppState;
 
 /// The user routes.
@@ -168,13 +168,14 @@ pub struct UserIn {
     security(("bearer" = []), ("session" = [])))]
 #[tracing::instrument(skip_all)]
 pub async fn create_user(
-    State(state): State<AppState>,
+    db: Db,
     principal: Principal,
     Json(input): Json<UserIn>,
 ) -> ApiResult<(axum::http::StatusCode, axum::Json<UserOut>)> {
     principal.require(Ability::Admin)?;
-    let id = crate::admin::create_user(
-        &state.db,
+    let mut tx = db.begin().await?;
+    let id = crate::admin::add_user(
+        &mut tx,
         principal.org(),
         &input.email,
         &input.name,
@@ -182,10 +183,10 @@ pub async fn create_user(
         input.role.unwrap_or(Role::Agent),
     )
     .await?;
-    let mut conn = state.db.acquire().await?;
-    let user = users::get(&mut conn, principal.org(), id)
+    let user = users::get(&mut tx, principal.org(), id)
         .await?
         .ok_or_else(|| ApiError::not_found(NOT_FOUND, "user"))?;
+    tx.commit().await?;
     Ok((axum::http::StatusCode::CREATED, axum::Json(user.into())))
 }
 
@@ -198,7 +199,7 @@ pub async fn create_user(
     security(("bearer" = []), ("session" = [])))]
 #[tracing::instrument(skip_all, fields(user.id = %id))]
 pub async fn update_user(
-    State(state): State<AppState>,
+    db: Db,
     principal: Principal,
     Path(id): Path<String>,
     Json(patch): Json<UserPatch>,
@@ -211,7 +212,7 @@ pub async fn update_user(
     }
     v.finish().map_err(ApiError::validation)?;
 
-    let mut tx = state.db.begin().await?;
+    let mut tx = db.begin().await?;
     // Another organization's id answers 404 before any 403 can tell it exists.
     let target = users::get(&mut tx, org, id)
         .await?

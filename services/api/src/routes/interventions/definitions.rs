@@ -16,7 +16,7 @@ use uuid::Uuid;
 
 use super::{NOT_FOUND, REMOTE_NAME_MAX, TOKEN_MAX};
 use crate::http::extract::{Cursor, NoFilter, PageParams, nullable};
-use crate::http::{ApiError, ApiResult, Json, ListOut, ListQuery, Principal};
+use crate::http::{ApiError, ApiResult, Db, Json, ListOut, ListQuery, Principal};
 use crate::state::AppState;
 
 /// A definition's templates.
@@ -317,6 +317,7 @@ pub async fn list_interventions(
 #[tracing::instrument(skip_all)]
 pub async fn create_intervention(
     State(state): State<AppState>,
+    db: Db,
     principal: Principal,
     Json(input): Json<InterventionIn>,
 ) -> ApiResult<(StatusCode, axum::Json<InterventionOut>)> {
@@ -364,8 +365,8 @@ pub async fn create_intervention(
         updated_at: now,
     };
     check_definition(&state, &def).await?;
-    let mut conn = state.db.acquire().await?;
-    match store::upsert(&mut conn, &def).await {
+    let mut tx = db.begin().await?;
+    match store::upsert(&mut tx, &def).await {
         Err(e) if e.is_conflict_on("interventions_name_key") => {
             return Err(ApiError::conflict(
                 "INTERVENTION_EXISTS",
@@ -374,9 +375,10 @@ pub async fn create_intervention(
         }
         other => other?,
     }
-    let saved = store::get(&mut conn, org, def.id)
+    let saved = store::get(&mut tx, org, def.id)
         .await?
         .ok_or_else(|| ApiError::not_found(NOT_FOUND, "intervention"))?;
+    tx.commit().await?;
     Ok((StatusCode::CREATED, axum::Json(saved.into())))
 }
 

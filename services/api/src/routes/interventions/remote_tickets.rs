@@ -16,7 +16,7 @@ use uuid::Uuid;
 
 use super::NOT_FOUND;
 use crate::events::EventBatch;
-use crate::http::{ApiError, ApiResult, Json, Principal};
+use crate::http::{ApiError, ApiResult, Db, Json, Principal};
 use crate::routes::tickets::{NewTicket, prepare_ticket};
 use crate::state::AppState;
 
@@ -96,6 +96,7 @@ fn render_or_note(
 #[tracing::instrument(skip_all)]
 pub async fn create_intervention_ticket(
     State(state): State<AppState>,
+    db: Db,
     principal: Principal,
     Json(input): Json<InterventionTicketIn>,
 ) -> ApiResult<(StatusCode, axum::Json<InterventionTicketOut>)> {
@@ -112,7 +113,7 @@ pub async fn create_intervention_ticket(
         return Err(data_bag_too_large("data.data"));
     }
 
-    let mut tx = state.db.begin().await?;
+    let mut tx = db.begin().await?;
     let def = store::get_by_name(&mut tx, org, &input.intervention)
         .await?
         .ok_or_else(|| {

@@ -19,7 +19,7 @@ use super::definitions::stored_fields;
 use super::remote_tickets::data_bag_too_large;
 use super::{MESSAGE_MAX, NOT_FOUND};
 use crate::events::EventBatch;
-use crate::http::{ApiError, ApiResult, Json, Principal};
+use crate::http::{ApiError, ApiResult, Db, Json, Principal};
 use crate::routes::tickets::{etag, find_ticket};
 use crate::state::AppState;
 
@@ -284,6 +284,7 @@ pub struct SubmitIn {
 #[tracing::instrument(skip_all, fields(ticket.id = %id))]
 pub async fn submit_ticket_intervention(
     State(state): State<AppState>,
+    db: Db,
     principal: Principal,
     Path(id): Path<String>,
     Json(input): Json<SubmitIn>,
@@ -300,7 +301,7 @@ pub async fn submit_ticket_intervention(
     }
     v.finish().map_err(ApiError::validation)?;
 
-    let mut tx = state.db.begin().await?;
+    let mut tx = db.begin().await?;
     let ticket = find_ticket(&mut tx, &principal, &id, true).await?;
     let (payload, def) = find_payload(&mut tx, org, ticket.id, true).await?;
     if payload.status == PayloadStatus::Accepted.as_str() {

@@ -12,7 +12,7 @@ use uuid::Uuid;
 
 use super::{DELIVERY_NOT_FOUND, find_endpoint, refuse_disabled};
 use crate::http::extract::{Cursor, NoFilter, PageParams, parse_id};
-use crate::http::{ApiError, ApiResult, Json, ListOut, ListQuery, Principal};
+use crate::http::{ApiError, ApiResult, Db, Json, ListOut, ListQuery, Principal};
 use crate::state::AppState;
 
 /// A delivery as the log shows it.
@@ -94,6 +94,7 @@ pub struct RecoverOut {
 #[tracing::instrument(skip_all)]
 pub async fn test_webhook(
     State(state): State<AppState>,
+    db: Db,
     principal: Principal,
     Path(id): Path<String>,
 ) -> ApiResult<(StatusCode, axum::Json<DeliveryOut>)> {
@@ -109,7 +110,7 @@ pub async fn test_webhook(
         }),
     );
     let payload = serde_json::to_value(&envelope).map_err(|e| ApiError::internal(&e))?;
-    let mut tx = state.db.begin().await?;
+    let mut tx = db.begin().await?;
     let delivery = webhooks::insert_manual(
         &mut tx,
         principal.org(),
@@ -154,6 +155,7 @@ pub async fn list_deliveries(
 #[tracing::instrument(skip_all)]
 pub async fn resend_delivery(
     State(state): State<AppState>,
+    db: Db,
     principal: Principal,
     Path((id, delivery_id)): Path<(String, String)>,
 ) -> ApiResult<(StatusCode, axum::Json<DeliveryOut>)> {
@@ -161,7 +163,7 @@ pub async fn resend_delivery(
     let endpoint = find_endpoint(&state, principal.org(), &id).await?;
     let delivery_id = parse_id(&delivery_id, DELIVERY_NOT_FOUND, "delivery")?;
     refuse_disabled(&endpoint)?;
-    let mut tx = state.db.begin().await?;
+    let mut tx = db.begin().await?;
     let delivery = webhooks::resend(&mut tx, principal.org(), endpoint.id, delivery_id)
         .await?
         .ok_or_else(|| ApiError::not_found(DELIVERY_NOT_FOUND, "delivery"))?;
@@ -178,6 +180,7 @@ pub async fn resend_delivery(
 #[tracing::instrument(skip_all)]
 pub async fn recover_webhook(
     State(state): State<AppState>,
+    db: Db,
     principal: Principal,
     Path(id): Path<String>,
     Json(input): Json<RecoverIn>,
@@ -185,7 +188,7 @@ pub async fn recover_webhook(
     principal.require(Ability::WebhooksManage)?;
     let endpoint = find_endpoint(&state, principal.org(), &id).await?;
     refuse_disabled(&endpoint)?;
-    let mut tx = state.db.begin().await?;
+    let mut tx = db.begin().await?;
     let ids = webhooks::recover(&mut tx, principal.org(), endpoint.id, input.since).await?;
     // One command per chunk keeps each message small.
     for chunk in ids.chunks(500) {

@@ -16,7 +16,7 @@ use uuid::Uuid;
 
 use super::{NOT_FOUND, find_endpoint};
 use crate::http::extract::{Cursor, NoFilter, PageParams, nullable, parse_id};
-use crate::http::{ApiError, ApiResult, Json, ListOut, ListQuery, Principal};
+use crate::http::{ApiError, ApiResult, Db, Json, ListOut, ListQuery, Principal};
 use crate::state::AppState;
 
 /// `Cache-Control: no-store`, on the one answer that shows a secret.
@@ -387,6 +387,7 @@ pub async fn list_webhooks(
 #[tracing::instrument(skip_all)]
 pub async fn create_webhook(
     State(state): State<AppState>,
+    db: Db,
     principal: Principal,
     Json(input): Json<WebhookIn>,
 ) -> ApiResult<(StatusCode, NoStore, axum::Json<WebhookCreatedOut>)> {
@@ -420,7 +421,7 @@ pub async fn create_webhook(
     } else {
         EndpointStatus::Disabled
     };
-    let mut tx = state.db.begin().await?;
+    let mut tx = db.begin().await?;
     if webhooks::count_for_insert(&mut tx, principal.org()).await? >= MAX_ENDPOINTS_PER_ORG {
         return Err(ApiError::conflict(
             "LIMIT_REACHED",
