@@ -27,6 +27,44 @@ pub struct Perspective {
     pub updated_at: OffsetDateTime,
 }
 
+/// Inserts the shared perspectives every organization starts with:
+/// "All open", "Mine", "Unassigned" and "Escalated" (open tickets with a
+/// breached service-level target not yet met).
+pub async fn create_defaults(conn: &mut PgConnection, org: Uuid) -> Result<()> {
+    const OPEN: &str = "new,open,pending,on_hold";
+    let defaults = [
+        ("All open", None, None),
+        ("Mine", Some("me"), None),
+        ("Unassigned", Some("none"), None),
+        ("Escalated", None, Some("true")),
+    ];
+    let now = OffsetDateTime::now_utc();
+    for (position, (name, assignee, escalated)) in (0..).zip(defaults) {
+        let params = tickiti_domain::filter::TicketFilterParams {
+            status: Some(OPEN.to_owned()),
+            assignee_id: assignee.map(str::to_owned),
+            escalated: escalated.map(str::to_owned),
+            ..Default::default()
+        };
+        insert(
+            conn,
+            &Perspective {
+                id: tickiti_domain::new_id(),
+                organization_id: org,
+                user_id: None,
+                name: name.to_owned(),
+                filters: serde_json::to_value(&params)
+                    .map_err(|e| sqlx::Error::Encode(Box::new(e)))?,
+                position,
+                created_at: now,
+                updated_at: now,
+            },
+        )
+        .await?;
+    }
+    Ok(())
+}
+
 /// Inserts a perspective.
 /// Counts under a lock of the organization's perspectives held until the
 /// transaction ends (so racing creates cannot both see room under a cap):

@@ -220,11 +220,11 @@ impl TestApp {
     pub async fn org(&self, name: &str) -> TestOrg {
         let email = format!("admin-{}@example.com", Uuid::now_v7().simple());
         let (id, admin_id) =
-            tickiti_api::admin::create_organization(&self.db, name, &email, PASSWORD)
+            tickiti_api::accounts::create_organization(&self.db, name, &email, PASSWORD)
                 .await
                 .unwrap();
         let (_, token) =
-            tickiti_api::admin::create_token(&self.db, &email, "test", &[Ability::All])
+            tickiti_api::accounts::create_token(&self.db, &email, "test", &[Ability::All])
                 .await
                 .unwrap();
         TestOrg {
@@ -249,10 +249,10 @@ impl TestApp {
             name.to_lowercase().replace(' ', "."),
             Uuid::now_v7().simple()
         );
-        let id = tickiti_api::admin::create_user(&self.db, org.id, &email, name, PASSWORD, role)
+        let id = tickiti_api::accounts::create_user(&self.db, org.id, &email, name, PASSWORD, role)
             .await
             .unwrap();
-        let (_, token) = tickiti_api::admin::create_token(&self.db, &email, "test", abilities)
+        let (_, token) = tickiti_api::accounts::create_token(&self.db, &email, "test", abilities)
             .await
             .unwrap();
         (id, email, token)

@@ -2,7 +2,7 @@
 //! background workers beside it (perspective counts, worker health). `main.rs` parses the command line
 //! and calls into this library, so tests start the very same app in-process.
 
-pub mod admin;
+pub mod accounts;
 pub mod app;
 pub mod config;
 pub mod counts;

@@ -122,7 +122,7 @@ async fn administer(
     db: &sqlx::PgPool,
     admin: Admin,
 ) -> tickiti_api::http::ApiResult<serde_json::Value> {
-    use tickiti_api::admin;
+    use tickiti_api::accounts;
     use tickiti_api::http::ApiError;
     Ok(match admin {
         Admin::CreateOrg {
@@ -131,7 +131,7 @@ async fn administer(
             admin_password,
         } => {
             let (org, user) =
-                admin::create_organization(db, &name, &admin_email, &admin_password).await?;
+                accounts::create_organization(db, &name, &admin_email, &admin_password).await?;
             json!({ "organization_id": org, "user_id": user })
         }
         Admin::CreateUser {
@@ -144,7 +144,7 @@ async fn administer(
             let role: Role = role.parse().map_err(|e: tickiti_domain::UnknownValue| {
                 ApiError::invalid_field("role", e.to_string())
             })?;
-            let user = admin::create_user(db, org, &email, &name, &password, role).await?;
+            let user = accounts::create_user(db, org, &email, &name, &password, role).await?;
             json!({ "user_id": user })
         }
         Admin::CreateToken {
@@ -157,7 +157,7 @@ async fn administer(
                 .map(|a| a.trim().parse::<Ability>())
                 .collect::<Result<Vec<_>, _>>()
                 .map_err(|e| ApiError::invalid_field("abilities", e.to_string()))?;
-            let (id, token) = admin::create_token(db, &email, &name, &abilities).await?;
+            let (id, token) = accounts::create_token(db, &email, &name, &abilities).await?;
             json!({ "token_id": id, "token": token })
         }
     })

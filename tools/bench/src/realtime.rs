@@ -120,7 +120,7 @@ async fn measure(args: &Args, bin: &PathBuf, scratch: &Scratch) -> anyhow::Resul
         let mut orgs = vec![(api.organization_id, api.token.clone())];
         for n in 1..args.orgs {
             let email = format!("bench-{n}-{}@example.com", Uuid::now_v7().simple());
-            let (org, _) = tickiti_api::admin::create_organization(
+            let (org, _) = tickiti_api::accounts::create_organization(
                 &pool,
                 &format!("Bench {n}"),
                 &email,
@@ -128,7 +128,7 @@ async fn measure(args: &Args, bin: &PathBuf, scratch: &Scratch) -> anyhow::Resul
             )
             .await
             .map_err(|e| anyhow!("cannot create an organization: {e:?}"))?;
-            let (_, token) = tickiti_api::admin::create_token(
+            let (_, token) = tickiti_api::accounts::create_token(
                 &pool,
                 &email,
                 "bench",

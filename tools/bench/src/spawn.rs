@@ -159,12 +159,13 @@ pub async fn start_with(
     let password = Uuid::now_v7().simple().to_string();
     let made = async {
         let (organization_id, _) =
-            tickiti_api::admin::create_organization(&pool, "Bench", &email, &password)
+            tickiti_api::accounts::create_organization(&pool, "Bench", &email, &password)
                 .await
                 .map_err(|e| anyhow!("cannot create the bench organization: {e:?}"))?;
-        let (_, token) = tickiti_api::admin::create_token(&pool, &email, "bench", &[Ability::All])
-            .await
-            .map_err(|e| anyhow!("cannot create the bench token: {e:?}"))?;
+        let (_, token) =
+            tickiti_api::accounts::create_token(&pool, &email, "bench", &[Ability::All])
+                .await
+                .map_err(|e| anyhow!("cannot create the bench token: {e:?}"))?;
         anyhow::Ok((organization_id, token))
     }
     .await;

@@ -7,7 +7,6 @@
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
-use sqlx::PgConnection;
 use tickiti_domain::filter::TicketFilterParams;
 use tickiti_domain::{Ability, FieldError, TicketFilter, Validation, new_id};
 use tickiti_store::perspectives::{self, Perspective};
@@ -175,43 +174,6 @@ fn write_ability(shared: bool) -> Ability {
     } else {
         Ability::TicketsWrite
     }
-}
-
-/// Inserts the shared perspectives every organization starts with:
-/// "All open", "Mine", "Unassigned" and "Escalated" (open tickets with a
-/// breached service-level target not yet met).
-pub async fn create_defaults(conn: &mut PgConnection, org: Uuid) -> ApiResult<()> {
-    const OPEN: &str = "new,open,pending,on_hold";
-    let defaults = [
-        ("All open", None, None),
-        ("Mine", Some("me"), None),
-        ("Unassigned", Some("none"), None),
-        ("Escalated", None, Some("true")),
-    ];
-    let now = OffsetDateTime::now_utc();
-    for (position, (name, assignee, escalated)) in (0..).zip(defaults) {
-        let params = TicketFilterParams {
-            status: Some(OPEN.to_owned()),
-            assignee_id: assignee.map(str::to_owned),
-            escalated: escalated.map(str::to_owned),
-            ..TicketFilterParams::default()
-        };
-        perspectives::insert(
-            conn,
-            &Perspective {
-                id: new_id(),
-                organization_id: org,
-                user_id: None,
-                name: name.to_owned(),
-                filters: store_filters(&params).map_err(internal)?,
-                position,
-                created_at: now,
-                updated_at: now,
-            },
-        )
-        .await?;
-    }
-    Ok(())
 }
 
 /// The perspectives the caller sees (shared ones and their own), by position.

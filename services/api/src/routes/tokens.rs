@@ -4,8 +4,7 @@
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
-use sqlx::PgConnection;
-use tickiti_domain::{Ability, Validation, new_id};
+use tickiti_domain::{Ability, Validation};
 use tickiti_store::tokens::{self, Token};
 use time::OffsetDateTime;
 use utoipa::ToSchema;
@@ -23,13 +22,6 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(list_tokens, create_token))
         .routes(routes!(delete_token))
 }
-
-/// Prefix of every API token secret.
-pub const TOKEN_PREFIX: &str = "tkt_";
-/// How many leading characters of the secret are kept to tell tokens apart.
-pub const SHOWN_PREFIX_LEN: usize = 8;
-/// Longest token name.
-pub const NAME_MAX: usize = 100;
 
 /// A token as the API lists it (never the secret).
 #[derive(Debug, Clone, Serialize, ToSchema)]
@@ -82,50 +74,6 @@ pub struct TokenIn {
 }
 
 const NOT_FOUND: &str = "TOKEN_NOT_FOUND";
-
-/// Checks a token's name and ability list (shared by the route and the command line).
-fn check_token(v: &mut Validation, name: &str, ability_count: usize) {
-    v.text("name", name, 1, NAME_MAX);
-    if ability_count == 0 {
-        v.error("abilities", "must name at least one ability");
-    }
-}
-
-/// Creates a token for `user_id` and returns it with its secret (shown only
-/// this once). Used by `POST /tokens` and `tickiti-api admin create-token`;
-/// the caller decides whether the abilities are the issuer's to give.
-pub async fn issue_token(
-    conn: &mut PgConnection,
-    org: Uuid,
-    user_id: Uuid,
-    name: &str,
-    abilities: &[Ability],
-) -> ApiResult<(Token, String)> {
-    let mut v = Validation::new();
-    check_token(&mut v, name, abilities.len());
-    v.finish().map_err(ApiError::validation)?;
-    let mut spellings: Vec<String> = Vec::with_capacity(abilities.len());
-    for ability in abilities {
-        let text = ability.as_str().to_owned();
-        if !spellings.contains(&text) {
-            spellings.push(text);
-        }
-    }
-    let secret = tickiti_crypto::generate_token(TOKEN_PREFIX);
-    let prefix: String = secret.chars().take(SHOWN_PREFIX_LEN).collect();
-    let token = tokens::insert(
-        conn,
-        new_id(),
-        org,
-        user_id,
-        name.trim(),
-        &tickiti_crypto::token_hash(&secret),
-        &prefix,
-        &spellings,
-    )
-    .await?;
-    Ok((token, secret))
-}
 
 /// Whether the caller's effective abilities cover `wanted` (`*` asks for
 /// every ability there is).
@@ -205,10 +153,10 @@ pub async fn create_token(
             Err(e) => v.error(field, e.to_string()),
         }
     }
-    check_token(&mut v, &input.name, input.abilities.len());
+    crate::accounts::check_token(&mut v, &input.name, input.abilities.len());
     v.finish().map_err(ApiError::validation)?;
     let mut tx = db.begin().await?;
-    let (token, secret) = issue_token(
+    let (token, secret) = crate::accounts::issue_token(
         &mut tx,
         principal.org(),
         principal.user.id,

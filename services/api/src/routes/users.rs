@@ -174,7 +174,7 @@ pub async fn create_user(
 ) -> ApiResult<(axum::http::StatusCode, axum::Json<UserOut>)> {
     principal.require(Ability::Admin)?;
     let mut tx = db.begin().await?;
-    let id = crate::admin::add_user(
+    let id = crate::accounts::add_user(
         &mut tx,
         principal.org(),
         &input.email,

@@ -1,13 +1,21 @@
-//! Administration shared by the command line (`tickiti-api admin …`) and
-//! the tests: creating organizations, users and tokens.
+//! Accounts: organizations, users and API tokens, created the same way by
+//! the routes (`POST /users`, `POST /tokens`), the command line
+//! (`tickiti-api admin …`) and the tests.
 
 use sqlx::{PgConnection, PgPool};
 use tickiti_domain::validation::EMAIL_MAX;
 use tickiti_domain::{Ability, Role, Validation, new_id};
-use tickiti_store::{organizations, users};
+use tickiti_store::{organizations, perspectives, tokens, users};
 use uuid::Uuid;
 
 use crate::http::{ApiError, ApiResult};
+
+/// Prefix of every API token secret.
+pub const TOKEN_PREFIX: &str = "tkt_";
+/// How many leading characters of the secret are kept to tell tokens apart.
+pub const SHOWN_PREFIX_LEN: usize = 8;
+/// Longest token name.
+pub const NAME_MAX: usize = 100;
 
 /// Shortest password accepted.
 pub const PASSWORD_MIN: usize = 8;
@@ -72,7 +80,7 @@ pub async fn create_organization(
     )
     .await
     .map_err(email_taken)?;
-    crate::routes::perspectives::create_defaults(&mut tx, org_id).await?;
+    perspectives::create_defaults(&mut tx, org_id).await?;
     tx.commit().await?;
     Ok((org_id, user.id))
 }
@@ -134,13 +142,51 @@ pub async fn create_token(
     let user = users::find_by_email(&mut conn, email)
         .await?
         .ok_or_else(|| ApiError::not_found("USER_NOT_FOUND", "user"))?;
-    let (token, secret) = crate::routes::tokens::issue_token(
-        &mut conn,
-        user.organization_id,
-        user.id,
-        name,
-        abilities,
+    let (token, secret) =
+        issue_token(&mut conn, user.organization_id, user.id, name, abilities).await?;
+    Ok((token.id, secret))
+}
+
+/// Checks a token's name and ability list (shared by the route and the command line).
+pub(crate) fn check_token(v: &mut Validation, name: &str, ability_count: usize) {
+    v.text("name", name, 1, NAME_MAX);
+    if ability_count == 0 {
+        v.error("abilities", "must name at least one ability");
+    }
+}
+
+/// Creates a token for `user_id` and returns it with its secret (shown only
+/// this once). Used by `POST /tokens` and `tickiti-api admin create-token`;
+/// the caller decides whether the abilities are the issuer's to give.
+pub async fn issue_token(
+    conn: &mut PgConnection,
+    org: Uuid,
+    user_id: Uuid,
+    name: &str,
+    abilities: &[Ability],
+) -> ApiResult<(tokens::Token, String)> {
+    let mut v = Validation::new();
+    check_token(&mut v, name, abilities.len());
+    v.finish().map_err(ApiError::validation)?;
+    let mut spellings: Vec<String> = Vec::with_capacity(abilities.len());
+    for ability in abilities {
+        let text = ability.as_str().to_owned();
+        if !spellings.contains(&text) {
+            spellings.push(text);
+        }
+    }
+    let secret = tickiti_crypto::generate_token(TOKEN_PREFIX);
+    let prefix: String = secret.chars().take(SHOWN_PREFIX_LEN).collect();
+    let token = tokens::insert(
+        conn,
+        new_id(),
+        org,
+        user_id,
+        name.trim(),
+        &tickiti_crypto::token_hash(&secret),
+        &prefix,
+        &spellings,
     )
     .await?;
-    Ok((token.id, secret))
+    Ok((token, secret))
 }
