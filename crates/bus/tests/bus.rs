@@ -95,6 +95,25 @@ async fn recv(rx: &mut mpsc::UnboundedReceiver<IncomingMessage>) -> IncomingMess
 }
 
 /// (ready messages, consumers) of a queue, read with a passive queue.declare.
+/// Messages of `queue` delivered and not yet acked, as the broker counts
+/// them (AMQP itself does not tell; `rabbitmqctl` does).
+async fn unacked(queue: &str) -> u32 {
+    let out = tokio::process::Command::new("rabbitmqctl")
+        .args(["list_queues", "--quiet", "--no-table-headers"])
+        .args(["name", "messages_unacknowledged"])
+        .output()
+        .await
+        .expect("rabbitmqctl lists queues");
+    assert!(out.status.success(), "rabbitmqctl list_queues failed");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .find_map(|line| {
+            let (name, count) = line.split_once('\t')?;
+            (name == queue).then(|| count.trim().parse().unwrap())
+        })
+        .unwrap_or_else(|| panic!("{queue} is not listed"))
+}
+
 async fn queue_counts(queue: &str) -> (u32, u32) {
     let conn = lapin::Connection::connect(&amqp_url(), Default::default())
         .await
@@ -651,9 +670,16 @@ async fn concurrent_handlers_finishing_out_of_order_leave_nothing_unacked() {
     while seen.len() < sent.len() {
         seen.insert(recv(&mut rx).await.id);
     }
-    // Every ack is out once the loop settles the last handlers; closing the
-    // channel then would requeue anything left unacked.
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // Until the broker has every ack (closing the channel earlier would
+    // requeue the unacked, which the count below would catch).
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while unacked(&queue).await > 0 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "messages stayed unacked"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     cancel.cancel();
     let deadline = tokio::time::Instant::now() + WAIT;
     while queue_counts(&queue).await.1 > 0 {

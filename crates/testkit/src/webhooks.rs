@@ -118,6 +118,30 @@ impl TestDispatcher {
             .unwrap()
     }
 
+    /// The value of one series of its `/metrics` (`name` with its labels,
+    /// as printed); 0 when absent.
+    pub async fn counter(&self, series: &str) -> u64 {
+        let text = self.metrics().await;
+        text.lines()
+            .find_map(|line| line.strip_prefix(series)?.strip_prefix(' '))
+            .map_or(0, |value| value.trim().parse().unwrap())
+    }
+
+    /// Waits until the scan named by `scan` (a `tickiti_scan_passes_total`
+    /// label) has finished `passes` more passes: whatever was due when this
+    /// was called has been looked at since.
+    pub async fn wait_for_scans(&self, scan: &str, passes: u64) {
+        let series = format!("tickiti_scan_passes_total{{scan=\"{scan}\"}}");
+        let target = self.counter(&series).await + passes;
+        let done = poll_until(
+            Duration::from_secs(30),
+            || self.counter(&series),
+            |n| *n >= target,
+        )
+        .await;
+        assert!(done >= target, "{scan}: {done} passes, waited for {target}");
+    }
+
     /// Stops it (like SIGTERM: unfinished deliveries stay unacked) and waits until it has.
     pub async fn stop(mut self) {
         self.shutdown.cancel();

@@ -191,10 +191,16 @@ async fn no_event_is_published_before_its_commit(db: PgPool) {
     tickiti_store::outbox::append(&mut tx, std::slice::from_ref(&event), None)
         .await
         .unwrap();
-    // Longer than the relay's poll interval, with other commits waking it meanwhile.
+    // Other commits wake the relay meanwhile: three passes publish theirs.
     for i in 0..3 {
-        app.ticket(&org.token, &format!("noise {i}")).await;
-        tokio::time::sleep(Duration::from_millis(500)).await;
+        let noise = app.ticket(&org.token, &format!("noise {i}")).await;
+        let published = |events: &[serde_json::Value]| {
+            events
+                .iter()
+                .any(|e| e["event"] == "ticket.created" && e["data"]["code"] == noise["code"])
+        };
+        let events = tap.wait_until(Duration::from_secs(10), published).await;
+        assert!(published(&events), "noise {i} was never published");
     }
     let probe =
         |events: &[serde_json::Value]| events.iter().filter(|e| e["data"]["probe"] == true).count();

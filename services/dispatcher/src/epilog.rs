@@ -108,6 +108,7 @@ pub async fn handle(ctx: &Ctx, message: IncomingMessage) -> Outcome {
     if let Err(error) = run_call(ctx, command.epilog_id).await {
         tracing::warn!(%error, epilog.id = %command.epilog_id, "epilog attempt failed; the scheduler retries it");
     }
+    ctx.metrics.epilog_command();
     Outcome::Ack
 }
 

@@ -21,6 +21,7 @@ use time::OffsetDateTime;
 use tokio_util::sync::CancellationToken;
 
 use crate::Ctx;
+use crate::metrics::Scan;
 
 /// How often due clocks are looked for (a `"2s"` target fires within
 /// about 3 s).
@@ -30,7 +31,15 @@ const BATCH: i64 = 100;
 
 /// Scans until `shutdown`.
 pub async fn run(ctx: Arc<Ctx>, shutdown: CancellationToken) {
-    crate::scan::every("escalations", SCAN_INTERVAL, BATCH, shutdown, || scan(&ctx)).await;
+    crate::scan::every(
+        Scan::Escalations,
+        &ctx.metrics,
+        SCAN_INTERVAL,
+        BATCH,
+        shutdown,
+        || scan(&ctx),
+    )
+    .await;
 }
 
 /// Fires what is due in one transaction; how many clocks it looked at.

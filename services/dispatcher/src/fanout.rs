@@ -92,7 +92,7 @@ pub async fn handle(ctx: &Arc<Ctx>, message: IncomingMessage) -> Outcome {
                 fan_out(ctx, event).await
             }
             // A known event that is not for webhooks (or test.ping).
-            Ok(_) => return Outcome::Ack,
+            Ok(_) => Ok(()),
             // An event type newer than this dispatcher, or not an event at
             // all: kept for after the upgrade, never acked away.
             Err(error) => {
@@ -102,7 +102,12 @@ pub async fn handle(ctx: &Arc<Ctx>, message: IncomingMessage) -> Outcome {
         }
     };
     match result {
-        Ok(()) => Outcome::Ack,
+        Ok(()) => {
+            if message.routing_key != DISPATCH_COMMAND {
+                ctx.metrics.event();
+            }
+            Outcome::Ack
+        }
         Err(error) => {
             tracing::warn!(error = %error, routing_key = %message.routing_key, "fan-out failed; the message is requeued");
             // A short pause so a database or broker outage does not spin.

@@ -24,6 +24,7 @@ use time::OffsetDateTime;
 use tokio_util::sync::CancellationToken;
 
 use crate::Ctx;
+use crate::metrics::Scan;
 
 /// How often due e-mails are looked for.
 pub const SCAN_INTERVAL: Duration = Duration::from_secs(1);
@@ -151,7 +152,8 @@ fn transport(smtp_url: &str) -> anyhow::Result<AsyncSmtpTransport<Tokio1Executor
 /// Scans until `shutdown`.
 pub async fn run(ctx: Arc<Ctx>, shutdown: CancellationToken) {
     crate::scan::every(
-        "notification e-mail",
+        Scan::NotificationEmail,
+        &ctx.metrics,
         SCAN_INTERVAL,
         BATCH,
         shutdown,

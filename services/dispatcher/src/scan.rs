@@ -7,10 +7,13 @@ use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
+use crate::metrics::{Metrics, Scan};
+
 /// Runs `pass` (which returns how many rows it claimed, at most `batch`)
-/// every `interval` until `shutdown`.
+/// every `interval` until `shutdown`, counting each pass.
 pub(crate) async fn every<F, Fut>(
-    what: &'static str,
+    what: Scan,
+    metrics: &Metrics,
     interval: Duration,
     batch: i64,
     shutdown: CancellationToken,
@@ -27,11 +30,13 @@ pub(crate) async fn every<F, Fut>(
             _ = ticker.tick() => {}
         }
         loop {
-            match pass().await {
+            let passed = pass().await;
+            metrics.scan_pass(what);
+            match passed {
                 Ok(n) if n as i64 == batch && !shutdown.is_cancelled() => continue,
                 Ok(_) => break,
                 Err(error) => {
-                    tracing::warn!(%error, scan = what, "scan failed; retried at the next tick");
+                    tracing::warn!(%error, scan = what.as_str(), "scan failed; retried at the next tick");
                     break;
                 }
             }

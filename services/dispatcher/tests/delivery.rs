@@ -339,14 +339,23 @@ async fn the_whole_schedule_then_failed_then_reenabled(db: PgPool) {
         .unwrap();
     assert_eq!(body, "status 500 on purpose");
 
-    // A failed endpoint gets no new deliveries...
+    // A failed endpoint gets no new deliveries: once the event is settled,
+    // none was stored for it and nothing was sent...
+    let events = || dispatcher.counter("tickiti_dispatcher_events_total");
+    let settled = events().await;
     app.post(
         "/api/v1/contacts",
         &org.token,
         json!({ "email": "b@example.com" }),
     )
     .await;
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    let now_settled = poll_until(WAIT, events, |n| *n > settled).await;
+    assert!(now_settled > settled, "the event was never settled");
+    let stored: i64 = sqlx::query_scalar("SELECT count(*) FROM webhook_deliveries")
+        .fetch_one(&db)
+        .await
+        .unwrap();
+    assert_eq!(stored, 1, "only the failed delivery");
     assert_eq!(receiver.received().len(), 3);
     // ...until re-enabled; then recover resends the failed one.
     receiver.behave(Behaviour::Ok);
@@ -445,17 +454,24 @@ async fn gone_disables_and_retry_after_is_honoured_and_redirects_are_not_followe
         "Retry-After 3 s lengthens the 1 s step, within the schedule's 5 s: {gap:?}"
     );
 
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    // The redirect's answer is what was logged (a followed redirect would
+    // log the target's), and the target was never asked.
+    let moved_id = moved["id"].as_str().unwrap();
+    let log = poll_until(
+        WAIT,
+        || deliveries(&app, &org, moved_id),
+        |log| log.first().is_some_and(|d| !d["response_code"].is_null()),
+    )
+    .await;
+    assert_eq!(log[0]["response_code"], 302);
     assert!(
         receiver.received_at("/target").is_empty(),
         "redirects are not followed"
     );
     assert_eq!(receiver.received_at("/gone").len(), 1);
-    let log = deliveries(&app, &org, moved["id"].as_str().unwrap()).await;
-    assert_eq!(log[0]["response_code"], 302);
 
     // Deleting an endpoint deletes its delivery log with it.
-    let moved_id: uuid::Uuid = moved["id"].as_str().unwrap().parse().unwrap();
+    let moved_id: uuid::Uuid = moved_id.parse().unwrap();
     let log_of_moved = "SELECT (SELECT count(*) FROM webhook_deliveries WHERE endpoint_id = $1),
                 (SELECT count(*) FROM webhook_attempts a JOIN webhook_deliveries d ON d.id = a.delivery_id
                  WHERE d.endpoint_id = $1),
@@ -494,7 +510,22 @@ async fn gone_disables_and_retry_after_is_honoured_and_redirects_are_not_followe
     .await
     .unwrap();
     assert!(finished >= 1);
-    tokio::time::sleep(Duration::from_millis(1100)).await;
+    // Until every finished one is older than the 1 s retention.
+    let aged = poll_until(
+        WAIT,
+        || async {
+            sqlx::query_scalar::<_, bool>(
+                "SELECT coalesce(bool_and(updated_at < now() - interval '1.1 seconds'), true)
+                 FROM webhook_deliveries WHERE status IN ('success', 'failed')",
+            )
+            .fetch_one(&db)
+            .await
+            .unwrap()
+        },
+        |aged| *aged,
+    )
+    .await;
+    assert!(aged);
     let pruned = tickiti_store::webhooks::prune(&mut conn, 1, 1000)
         .await
         .unwrap();
@@ -904,19 +935,15 @@ async fn two_dispatchers_share_the_work_without_double_attempts(db: PgPool) {
         .await;
     }
     let got = receiver.wait_until(WAIT, |r| r.len() >= 40).await;
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    let got_now = receiver.received();
     assert_eq!(got.len(), 40);
-    assert_eq!(got_now.len(), 40, "no attempt was made twice");
-    for dispatcher in [&first, &second] {
-        let metrics = dispatcher.metrics().await;
-        let line = metrics
-            .lines()
-            .find(|l| l.starts_with("tickiti_webhook_attempts_total{outcome=\"success\"}"))
-            .unwrap();
-        let n: u64 = line.rsplit(' ').next().unwrap().parse().unwrap();
-        assert!(n > 0, "both dispatchers took work: {line}");
-    }
+    // Until every attempt has been answered and counted: 40 between them,
+    // each dispatcher some, and the receiver saw no more.
+    let success = "tickiti_webhook_attempts_total{outcome=\"success\"}";
+    let counts = || async { (first.counter(success).await, second.counter(success).await) };
+    let (a, b) = poll_until(WAIT, counts, |(a, b)| a + b >= 40).await;
+    assert_eq!(a + b, 40, "no attempt was made twice: {a} + {b}");
+    assert!(a > 0 && b > 0, "both dispatchers took work: {a} + {b}");
+    assert_eq!(receiver.received().len(), 40, "no attempt was made twice");
     first.stop().await;
     second.stop().await;
     TestDispatcher::cleanup(&app.prefix).await;
@@ -948,8 +975,11 @@ async fn waits_for_the_newest_migration_it_knows(db: PgPool) {
             reply.text().await.unwrap_or_default(),
         )
     };
-    tokio::time::sleep(Duration::from_secs(3)).await;
-    let (code, body) = status().await;
+    // It has looked at the schema and decided to wait.
+    let (code, body) = poll_until(Duration::from_secs(30), status, |(_, body)| {
+        body.contains("waiting for the api's migrations")
+    })
+    .await;
     assert_eq!(code, 503, "{body}");
     assert!(body.contains("waiting for the api's migrations"), "{body}");
 

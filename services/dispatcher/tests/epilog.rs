@@ -281,6 +281,7 @@ async fn the_final_object_applies_once_across_retries_and_duplicate_commands(db:
     // The command is delivered again, twice: nothing more is called or applied.
     let epilog_id = Uuid::parse_str(shown["epilogs"][0]["id"].as_str().unwrap()).unwrap();
     let mut conn = db.acquire().await.unwrap();
+    let handled = dispatcher.counter("tickiti_epilog_commands_total").await;
     for _ in 0..2 {
         tickiti_store::interventions::request_epilog(&mut conn, org.id, epilog_id)
             .await
@@ -336,8 +337,14 @@ async fn the_final_object_applies_once_across_retries_and_duplicate_commands(db:
     )
     .await;
     assert_eq!(relayed, 0);
-    // Give the dispatcher time to (not) act on them.
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    // The dispatcher has handled both commands, and called nobody for them.
+    let now_handled = poll_until(
+        WAIT,
+        || dispatcher.counter("tickiti_epilog_commands_total"),
+        |n| *n >= handled + 2,
+    )
+    .await;
+    assert_eq!(now_handled, handled + 2);
     assert_eq!(calls.load(Ordering::SeqCst), 2);
 
     let finals = count(

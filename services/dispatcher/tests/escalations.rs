@@ -8,7 +8,7 @@ use std::time::Duration;
 use serde_json::{Value, json};
 use sqlx::PgPool;
 use tickiti_testkit::webhooks::TestDispatcher;
-use tickiti_testkit::{EventTap, TestApp, TestOrg};
+use tickiti_testkit::{EventTap, TestApp, TestOrg, poll_until};
 
 const WAIT: Duration = Duration::from_secs(20);
 
@@ -77,7 +77,21 @@ async fn stages_fire_once_however_many_dispatchers_and_after_downtime(db: PgPool
         json!({ "queue_id": queue_id }),
     )
     .await;
-    tokio::time::sleep(Duration::from_millis(3500)).await;
+    let overdue = poll_until(
+        WAIT,
+        || async {
+            sqlx::query_scalar::<_, bool>(
+                "SELECT coalesce(bool_and(due_at < now()), false) FROM sla_clocks WHERE ticket_id = $1::uuid",
+            )
+            .bind(&late)
+            .fetch_one(&db)
+            .await
+            .unwrap()
+        },
+        |due| *due,
+    )
+    .await;
+    assert!(overdue, "the breach came due while no dispatcher ran");
 
     let first = TestDispatcher::spawn(&app).await;
     let second = TestDispatcher::spawn(&app).await;
@@ -181,7 +195,9 @@ async fn stages_fire_once_however_many_dispatchers_and_after_downtime(db: PgPool
 
     // Nothing more fires while both dispatchers go on scanning (three
     // scans each): the escalation rows say what fired, once each.
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    for dispatcher in [&first, &second] {
+        dispatcher.wait_for_scans("escalations", 3).await;
+    }
     let fired: Vec<(String, String)> = sqlx::query_as(
         "SELECT t.subject, e.stage FROM sla_escalations e JOIN tickets t ON t.id = e.ticket_id
          ORDER BY t.subject, e.stage",

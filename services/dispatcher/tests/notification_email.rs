@@ -141,8 +141,11 @@ async fn each_notification_is_mailed_once_unless_read_first(db: PgPool) {
         "{html}"
     );
 
-    // Nothing more arrives later (no second send of the same notification).
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    // Nothing more arrives later (no second send of the same notification):
+    // both dispatchers have scanned three more times.
+    for dispatcher in &dispatchers {
+        dispatcher.wait_for_scans("notification-email", 3).await;
+    }
     assert_eq!(receiver.messages().len(), 1);
 }
 

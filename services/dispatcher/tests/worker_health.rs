@@ -26,6 +26,30 @@ fn dispatcher(db: &PgPool, prefix: &str, port: u16) -> tokio::process::Child {
         .unwrap()
 }
 
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Starts another dispatcher, kills it (SIGKILL) and waits until it is
+/// reported down: whoever fell silent before it has been judged by then.
+async fn witness_goes_down(db: &PgPool, prefix: &str, tap: &EventTap) {
+    let port = free_port();
+    let witness = format!("dispatcher@{}:{port}", tickiti_bus::heartbeat::hostname());
+    let mut child = dispatcher(db, prefix, port);
+    tap.wait_until(WAIT, |e| health_events(e, &witness).len() == 1)
+        .await;
+    child.start_kill().unwrap();
+    child.wait().await.unwrap();
+    let events = tap
+        .wait_until(WAIT, |e| health_events(e, &witness).len() == 2)
+        .await;
+    assert_eq!(health_events(&events, &witness), ["up", "down"]);
+}
+
 fn health_events(events: &[Value], process: &str) -> Vec<String> {
     events
         .iter()
@@ -40,11 +64,7 @@ async fn a_killed_dispatcher_is_reported_down_once_and_up_once(db: PgPool) {
     let tap = EventTap::bind(&app.prefix).await;
     let org = app.org("Acme").await;
     // The process id names its address: the restarted one is the same process.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = free_port();
     let process = format!("dispatcher@{}:{port}", tickiti_bus::heartbeat::hostname());
     let status = || async {
         let listed = app.get("/api/v1/system/health", &org.token).await;
@@ -76,8 +96,8 @@ async fn a_killed_dispatcher_is_reported_down_once_and_up_once(db: PgPool) {
         .await;
     assert_eq!(health_events(&events, &process), ["up", "down"]);
     assert_eq!(status().await.as_deref(), Some("down"));
-    // Silent for several more silences: still one "down".
-    tokio::time::sleep(SILENCE * 3).await;
+    // Silent for longer than a witness that fell silent later: still one "down".
+    witness_goes_down(&db, &app.prefix, &tap).await;
     assert_eq!(health_events(&tap.events().await, &process), ["up", "down"]);
 
     let mut second = dispatcher(&db, &app.prefix, port);
@@ -102,7 +122,8 @@ async fn a_killed_dispatcher_is_reported_down_once_and_up_once(db: PgPool) {
     assert!(term.success());
     second.wait().await.unwrap();
     assert_eq!(poll_until(WAIT, status, Option::is_none).await, None);
-    tokio::time::sleep(SILENCE * 2).await;
+    // Not reported down even once a witness that fell silent later was.
+    witness_goes_down(&db, &app.prefix, &tap).await;
     assert_eq!(
         health_events(&tap.events().await, &process),
         ["up", "down", "up"]

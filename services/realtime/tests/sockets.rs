@@ -14,6 +14,7 @@ use sqlx::PgPool;
 use tickiti_bus::{Bus, BusConfig, OutgoingMessage};
 use tickiti_crypto::realtime::{BrowserClaims, scope, sign_token};
 use tickiti_domain::{Ability, Role};
+use tickiti_testkit::poll_until;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
@@ -224,8 +225,16 @@ async fn the_server_pings_and_a_silent_client_is_closed_1001(db: PgPool) {
     }
     assert!(pings >= 3, "server pings: {pings}");
     // A client that neither sends nor answers is closed as idle.
+    // (Reading would answer the pings: it waits, unread, until the server
+    // has dropped it and the reader that stopped reading.)
     let (mut silent, _) = stack.client(&org.token).await;
-    tokio::time::sleep(Duration::from_millis(2000)).await;
+    let dropped = poll_until(
+        Duration::from_secs(10),
+        || async { stack.rt.ctx.hub.connections() },
+        |n| *n == 0,
+    )
+    .await;
+    assert_eq!(dropped, 0, "idle sockets still open");
     assert_eq!(silent.closed(Duration::from_secs(5)).await, Some(1001));
 }
 
@@ -309,7 +318,11 @@ async fn resume_replays_missed_frames_in_order_or_says_not_recovered(db: PgPool)
         });
     drop(client);
 
-    // Changes while the browser is away.
+    // Changes while the browser is away; another tab sees them go through
+    // the realtime process.
+    let (_, token) = stack.browser_token(&org.token).await;
+    let mut other_tab = Client::connect(&stack.rt.ws_url()).await;
+    other_tab.hello(&token, None).await;
     let id = first["id"].as_str().unwrap();
     for subject in ["two", "three"] {
         let reply = stack
@@ -321,12 +334,9 @@ async fn resume_replays_missed_frames_in_order_or_says_not_recovered(db: PgPool)
             )
             .await;
         assert_eq!(reply.status, 200);
+        let seen = other_tab.event("ticket.updated").await;
+        assert_eq!(seen["data"]["subject"], subject, "{seen}");
     }
-    let (_, token) = stack.browser_token(&org.token).await;
-    // Wait until both updates went through the realtime process.
-    let mut probe = Client::connect(&stack.rt.ws_url()).await;
-    probe.hello(&token, None).await;
-    tokio::time::sleep(QUIET).await;
 
     let mut back = Client::connect(&stack.rt.ws_url()).await;
     let welcome = back
