@@ -43,6 +43,16 @@ pub fn init(service: &str, output: Output) {
     }
 }
 
+/// The log target of [`listening`]: `RUST_LOG=warn,tickiti::listening=info`
+/// keeps those lines alone.
+pub const LISTENING_TARGET: &str = "tickiti::listening";
+
+/// Logs the address a listener is bound to, so whoever started the process
+/// with port 0 (the benchmark, a supervisor) can read the port back.
+pub fn listening(listener: &str, address: std::net::SocketAddr) {
+    tracing::info!(target: LISTENING_TARGET, listener, %address, "listening");
+}
+
 /// Resolves on SIGTERM (what `docker stop` sends) or Ctrl-C, whichever
 /// comes first; on Ctrl-C alone where SIGTERM cannot be listened for.
 pub async fn shutdown_signal() {

@@ -104,6 +104,7 @@ pub fn serve_with(
     shutdown: CancellationToken,
 ) -> anyhow::Result<Api> {
     let addr = listener.local_addr()?;
+    tickiti_telemetry::listening("http", addr);
     let master_key = config.master_key_bytes()?;
     let bus = Bus::start(
         BusConfig {

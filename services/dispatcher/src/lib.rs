@@ -123,6 +123,7 @@ pub fn serve(
     shutdown: CancellationToken,
 ) -> anyhow::Result<Dispatcher> {
     let addr = listener.local_addr()?;
+    tickiti_telemetry::listening("health", addr);
     let master_key = config.master_key_bytes()?;
     let mailer = match &config.smtp_url {
         Some(url) => Some(notify::Mailer::new(

@@ -122,6 +122,8 @@ pub async fn serve(
 ) -> anyhow::Result<Realtime> {
     let addr = listener.local_addr()?;
     let admin_addr = admin_listener.local_addr()?;
+    tickiti_telemetry::listening("websocket", addr);
+    tickiti_telemetry::listening("admin", admin_addr);
     let node = uuid::Uuid::now_v7().simple().to_string();
     // The broker outlives the sockets at shutdown: closing sockets still
     // publishes their lock releases.

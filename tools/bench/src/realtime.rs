@@ -29,7 +29,7 @@ use tokio::sync::Mutex;
 use tokio_tungstenite::tungstenite::Message;
 use uuid::Uuid;
 
-use crate::spawn::{self, Child, Scratch, free_port, rss_kib};
+use crate::spawn::{self, Child, Scratch, rss_kib};
 use crate::stats::{millis, now_nanos, percentile};
 
 /// Options of `realtime`.
@@ -139,20 +139,18 @@ async fn measure(args: &Args, bin: &PathBuf, scratch: &Scratch) -> anyhow::Resul
             orgs.push((org, token));
         }
 
-        let port = free_port()?;
-        let admin_port = free_port()?;
         let mut command = std::process::Command::new(bin);
         command
             .env("DATABASE_URL", &scratch.url)
             .env("AMQP_URL", &args.servers.amqp_url)
             .env("TICKITI_BUS_PREFIX", &api.prefix)
-            .env("REALTIME_LISTEN", format!("127.0.0.1:{port}"))
-            .env("REALTIME_ADMIN_LISTEN", format!("127.0.0.1:{admin_port}"))
-            .env("RUST_LOG", "warn");
-        let mut child = Child::spawn(command)?;
+            .env("REALTIME_LISTEN", "127.0.0.1:0")
+            .env("REALTIME_ADMIN_LISTEN", "127.0.0.1:0");
+        let (mut child, addresses) = Child::spawn_listening(command, &["websocket", "admin"]).await?;
+        let (ws_addr, admin_addr) = (addresses[0], addresses[1]);
         let pid = child.id();
         child
-            .wait_ready(&format!("http://127.0.0.1:{admin_port}/readyz"), |body| {
+            .wait_ready(&format!("http://{admin_addr}/readyz"), |body| {
                 body["paired"] == true
             })
             .await
@@ -166,7 +164,7 @@ async fn measure(args: &Args, bin: &PathBuf, scratch: &Scratch) -> anyhow::Resul
         let latencies: Arc<Mutex<Vec<(Duration, Duration)>>> = Arc::default();
         let frames = Arc::new(AtomicU64::new(0));
         let measuring = Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let url = format!("ws://127.0.0.1:{port}/ws");
+        let url = format!("ws://{ws_addr}/ws");
         let connect_started = Instant::now();
         let mut tasks = Vec::with_capacity(args.clients);
         let gate = Arc::new(tokio::sync::Semaphore::new(256));
@@ -275,7 +273,7 @@ async fn measure(args: &Args, bin: &PathBuf, scratch: &Scratch) -> anyhow::Resul
         // organizations; first unmeasured (the clients skip frames whose
         // subject is not `bench …`), then measured.
         let http = reqwest::Client::new();
-        let metrics_url = format!("http://127.0.0.1:{admin_port}/metrics");
+        let metrics_url = format!("http://{admin_addr}/metrics");
         let mut tick =
             tokio::time::interval(Duration::from_secs_f64(1.0 / f64::from(args.rate.max(1))));
         let mut requests = tokio::task::JoinSet::new();

@@ -2,6 +2,8 @@
 //! the api started in this process against it, and the other services as
 //! child processes (the binaries beside this one).
 
+use std::collections::HashMap;
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -263,13 +265,6 @@ pub fn sibling_binary(name: &str, explicit: Option<&Path>) -> anyhow::Result<Pat
     Ok(bin)
 }
 
-/// A free local TCP port (for a child's listener).
-pub fn free_port() -> anyhow::Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port())
-}
-
 /// Resident memory of a process, in KiB (Linux `/proc`).
 pub fn rss_kib(pid: u32) -> Option<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
@@ -359,14 +354,62 @@ pub fn machine_cpu() -> Option<Duration> {
 pub struct Child(pub std::process::Child);
 
 impl Child {
-    /// Starts `command` (its stdout discarded: the services log there).
-    pub fn spawn(mut command: std::process::Command) -> anyhow::Result<Child> {
+    /// Starts `command` with its listeners on port 0 (the caller sets their
+    /// variables to `127.0.0.1:0`) and waits until the child has logged the
+    /// address of each of `listeners` (by the name it logs them under): the
+    /// addresses, in that order. Nothing else can take the port meanwhile,
+    /// as it could between probing for a free port and the child binding it.
+    pub async fn spawn_listening(
+        mut command: std::process::Command,
+        listeners: &[&str],
+    ) -> anyhow::Result<(Child, Vec<SocketAddr>)> {
         let program = command.get_program().to_string_lossy().into_owned();
         command
-            .stdout(std::process::Stdio::null())
+            .env("LOG_FORMAT", "json")
+            .env(
+                "RUST_LOG",
+                format!("warn,{}=info", tickiti_telemetry::LISTENING_TARGET),
+            )
+            .stdout(std::process::Stdio::piped());
+        let mut child = command
             .spawn()
-            .map(Child)
-            .with_context(|| format!("cannot start {program}"))
+            .with_context(|| format!("cannot start {program}"))?;
+        let stdout = child.stdout.take().context("no stdout to read")?;
+        let child = Child(child);
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        // Reads every line, so the child never blocks on a full pipe.
+        std::thread::spawn(move || {
+            use std::io::BufRead as _;
+            for line in std::io::BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                let Ok(entry) = serde_json::from_str::<serde_json::Value>(&line) else {
+                    continue;
+                };
+                if entry["target"] == tickiti_telemetry::LISTENING_TARGET
+                    && let (Some(name), Some(Ok(address))) = (
+                        entry["listener"].as_str(),
+                        entry["address"].as_str().map(str::parse::<SocketAddr>),
+                    )
+                {
+                    let _ = tx.send((name.to_owned(), address));
+                }
+            }
+        });
+        let mut found: HashMap<String, SocketAddr> = HashMap::new();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        while !listeners.iter().all(|name| found.contains_key(*name)) {
+            match tokio::time::timeout_at(deadline, rx.recv()).await {
+                Ok(Some((name, address))) => {
+                    found.insert(name, address);
+                }
+                Ok(None) => anyhow::bail!("{program} exited before it was listening"),
+                Err(_) => {
+                    anyhow::bail!("{program} did not log its listeners {listeners:?} within 30 s")
+                }
+            }
+        }
+        let addresses = listeners.iter().map(|name| found[*name]).collect();
+        Ok((child, addresses))
     }
 
     /// Its process id.

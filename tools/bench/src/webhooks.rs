@@ -48,7 +48,7 @@ use tickiti_bus::{Bus, BusConfig};
 use tickiti_dispatcher::topology::Queues;
 use tokio_util::sync::CancellationToken;
 
-use crate::spawn::{self, Child, Scratch, SpawnedApi, free_port};
+use crate::spawn::{self, Child, Scratch, SpawnedApi};
 use crate::stats::{median, millis, now_nanos, percentile};
 
 /// The ARCHITECTURE.md targets.
@@ -370,7 +370,7 @@ async fn measure(
         wait_outbox_drained(&pool).await?;
         settle().await;
         let cpu_before = CpuReading::now();
-        let mut dispatcher = start_dispatcher(bin, scratch, api, &args.servers.amqp_url)?;
+        let mut dispatcher = start_dispatcher(bin, scratch, api, &args.servers.amqp_url).await?;
         dispatcher
             .0
             .wait_ready(&format!("http://{}/readyz", dispatcher.1), |_| true)
@@ -529,28 +529,27 @@ async fn declare_queues(amqp_url: &str, prefix: &str, queues: &Queues) -> anyhow
 }
 
 /// A dispatcher process on the bench's database and prefix, and its health address.
-fn start_dispatcher(
+async fn start_dispatcher(
     bin: &PathBuf,
     scratch: &Scratch,
     api: &SpawnedApi,
     amqp_url: &str,
 ) -> anyhow::Result<(Child, SocketAddr)> {
-    let addr = SocketAddr::from(([127, 0, 0, 1], free_port()?));
     let mut command = std::process::Command::new(bin);
     command
         .env("DATABASE_URL", &scratch.url)
         .env("AMQP_URL", amqp_url)
         .env("TICKITI_BUS_PREFIX", &api.prefix)
-        .env("DISPATCHER_LISTEN", addr.to_string())
+        .env("DISPATCHER_LISTEN", "127.0.0.1:0")
         .env("DISPATCHER_CONCURRENCY", DISPATCHER_CONCURRENCY.to_string())
         .env("DISPATCHER_ORG_CONCURRENCY", ORG_CONCURRENCY.to_string())
         .env(
             "DISPATCHER_ENDPOINT_CONCURRENCY",
             ENDPOINT_CONCURRENCY.to_string(),
         )
-        .env("WEBHOOK_ALLOW_PRIVATE_NETWORKS", "true")
-        .env("RUST_LOG", "warn");
-    Ok((Child::spawn(command)?, addr))
+        .env("WEBHOOK_ALLOW_PRIVATE_NETWORKS", "true");
+    let (child, addresses) = Child::spawn_listening(command, &["health"]).await?;
+    Ok((child, addresses[0]))
 }
 
 /// Creates `count` tickets, a few at a time; returns how many were created.
