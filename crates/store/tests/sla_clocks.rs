@@ -3,65 +3,15 @@
 //! channel), driven through the store functions every caller uses.
 #![allow(clippy::unwrap_used)]
 
-use serde_json::json;
+mod common;
+
+use common::seed;
 use sqlx::PgPool;
+use tickiti_domain::Visibility;
 use tickiti_domain::sla::{Happening, Metric, State};
-use tickiti_domain::{Visibility, new_id};
 use tickiti_store::messages::{Author, NewMessage};
 use tickiti_store::{messages, sla_clocks, tickets};
 use uuid::Uuid;
-
-/// An organization with a user, a contact, a policy (first response 1 h,
-/// next response 2 h for normal tickets) and one ticket; (org, user, ticket).
-async fn seed(db: &PgPool) -> (Uuid, Uuid, Uuid) {
-    let (org, user, contact, ticket) = (new_id(), new_id(), new_id(), new_id());
-    sqlx::query("INSERT INTO organizations (id, name, code_prefix) VALUES ($1, 'Acme', 'ACME')")
-        .bind(org)
-        .execute(db)
-        .await
-        .unwrap();
-    sqlx::query(
-        "INSERT INTO users (id, organization_id, email, name, password_hash, role)
-         VALUES ($1, $2, 'bob@example.com', 'Bob', 'x', 'agent')",
-    )
-    .bind(user)
-    .bind(org)
-    .execute(db)
-    .await
-    .unwrap();
-    sqlx::query(
-        "INSERT INTO contacts (id, organization_id, email) VALUES ($1, $2, 'ann@example.com')",
-    )
-    .bind(contact)
-    .bind(org)
-    .execute(db)
-    .await
-    .unwrap();
-    sqlx::query(
-        "INSERT INTO sla_policies (id, organization_id, name, position, queue_ids, pause_statuses, targets)
-         VALUES ($1, $2, 'Standard', 1, '{}', '{pending,on_hold}', $3)",
-    )
-    .bind(new_id())
-    .bind(org)
-    .bind(json!([
-        { "priority": "normal", "metric": "first_response", "within": "1h" },
-        { "priority": "normal", "metric": "next_response", "within": "2h" }
-    ]))
-    .execute(db)
-    .await
-    .unwrap();
-    sqlx::query(
-        "INSERT INTO tickets (id, organization_id, number, code, subject, status, priority, contact_id)
-         VALUES ($1, $2, 1, 'ACME-1', 'Refund', 'open', 'normal', $3)",
-    )
-    .bind(ticket)
-    .bind(org)
-    .bind(contact)
-    .execute(db)
-    .await
-    .unwrap();
-    (org, user, ticket)
-}
 
 /// Posts a public message on the ticket: by `staff`, else by its contact.
 async fn post(db: &PgPool, org: Uuid, ticket: Uuid, staff: Option<Uuid>) {
