@@ -40,8 +40,12 @@ pub fn now() -> time::OffsetDateTime {
 }
 
 /// Defines a string-backed enum with `as_str`, `FromStr`, serde and an OpenAPI schema.
+///
+/// The spellings are taken as `tt`, not `literal`: a `literal` fragment reaches
+/// the derives wrapped in an invisible group, and utoipa then ignores the
+/// `serde(rename)` and documents the Rust variant names instead.
 macro_rules! string_enum {
-    ($(#[$meta:meta])* $name:ident { $($variant:ident => $text:literal),+ $(,)? }) => {
+    ($(#[$meta:meta])* $name:ident { $($variant:ident => $text:tt),+ $(,)? }) => {
         $(#[$meta])*
         #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
         pub enum $name {
@@ -95,4 +99,24 @@ pub struct UnknownValue {
     pub value: String,
     /// The accepted spellings.
     pub expected: &'static [&'static str],
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The OpenAPI document lists each enum by its wire spelling (the macro
+    /// once let utoipa fall back to the Rust variant names, `OnHold` for
+    /// `on_hold`, and generated clients sent values the API refuses).
+    #[test]
+    fn enum_schemas_list_the_wire_spellings() {
+        fn check<T: utoipa::PartialSchema>(wire: Vec<&str>) {
+            let schema = serde_json::to_value(T::schema()).unwrap();
+            assert_eq!(schema["enum"], serde_json::json!(wire), "{schema}");
+        }
+        check::<TicketStatus>(TicketStatus::ALL.iter().map(|v| v.as_str()).collect());
+        check::<Ability>(Ability::ALL.iter().map(|v| v.as_str()).collect());
+        check::<EventType>(EventType::ALL.iter().map(|v| v.as_str()).collect());
+        check::<Priority>(Priority::ALL.iter().map(|v| v.as_str()).collect());
+    }
 }

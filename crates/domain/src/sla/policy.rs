@@ -20,11 +20,11 @@ pub struct SlaTarget {
     /// What is measured.
     pub metric: Metric,
     /// Business time allowed, e.g. `"90s"`, `"4h"`, `"2d"`.
-    #[schema(example = "4h")]
+    #[schema(example = "4h", pattern = r"^[0-9]{1,6}(ms|s|m|h|d)$")]
     pub within: String,
     /// How long before due the warning comes, shorter than `within`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schema(example = "30m")]
+    #[schema(example = "30m", pattern = r"^[0-9]{1,6}(ms|s|m|h|d)$")]
     pub warn_before: Option<String>,
 }
 

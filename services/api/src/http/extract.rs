@@ -210,6 +210,41 @@ pub const DEFAULT_LIMIT: i64 = 50;
 /// Largest page size.
 pub const MAX_LIMIT: i64 = 200;
 
+/// A list's `limit`: 1 to [`MAX_LIMIT`] rows. The OpenAPI document takes
+/// its bounds from here, so what it states is what the parser enforces.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PageSize(i64);
+
+impl PageSize {
+    /// Parses a `limit` query value.
+    pub fn parse(text: &str) -> Result<PageSize, String> {
+        match text.parse::<i64>() {
+            Ok(n) if (1..=MAX_LIMIT).contains(&n) => Ok(PageSize(n)),
+            _ => Err(format!("must be an integer from 1 to {MAX_LIMIT}")),
+        }
+    }
+
+    /// The number of rows.
+    pub fn get(self) -> i64 {
+        self.0
+    }
+}
+
+impl utoipa::PartialSchema for PageSize {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::openapi::schema::{KnownFormat, ObjectBuilder, SchemaFormat, Type};
+        ObjectBuilder::new()
+            .schema_type(Type::Integer)
+            .format(Some(SchemaFormat::KnownFormat(KnownFormat::Int64)))
+            .minimum(Some(1))
+            .maximum(Some(MAX_LIMIT))
+            .default(Some(DEFAULT_LIMIT.into()))
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for PageSize {}
+
 /// Where a list continues: after an id, or (for lists whose order changes) at an offset.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Cursor {
@@ -332,12 +367,9 @@ impl<S: Send + Sync, F: DeserializeOwned> FromRequestParts<S> for ListQuery<F> {
                 continue;
             }
             match key.as_str() {
-                "limit" => match value.parse::<i64>() {
-                    Ok(n) if (1..=MAX_LIMIT).contains(&n) => limit = n,
-                    _ => errors.push(FieldError::new(
-                        "limit",
-                        format!("must be an integer from 1 to {MAX_LIMIT}"),
-                    )),
+                "limit" => match PageSize::parse(&value) {
+                    Ok(size) => limit = size.get(),
+                    Err(message) => errors.push(FieldError::new("limit", message)),
                 },
                 "cursor" => match Cursor::decode(&value) {
                     Some(c) => cursor = Some(c),
@@ -374,13 +406,16 @@ impl<S: Send + Sync, F: DeserializeOwned> FromRequestParts<S> for ListQuery<F> {
     }
 }
 
-/// Query parameters shared by every list, for the OpenAPI document.
-#[derive(Debug, Deserialize, utoipa::IntoParams)]
+/// Query parameters shared by every list, for the OpenAPI document
+/// ([`ListQuery`] parses them).
+#[derive(Debug, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct PageParams {
     /// Page size, 1..=200 (default 50).
-    pub limit: Option<i64>,
+    #[param(inline)]
+    pub limit: Option<PageSize>,
     /// Opaque cursor from the previous page's `next_cursor`.
+    #[param(pattern = r"^[A-Za-z0-9_-]+$")]
     pub cursor: Option<String>,
 }
 

@@ -220,7 +220,7 @@ pub async fn list_tickets(
 
 /// Create a ticket.
 #[utoipa::path(post, path = "/tickets", tag = "tickets", request_body = TicketIn,
-    params(("Idempotency-Key" = Option<String>, Header, description = "Replays the first answer for the same key and body")),
+    params(("Idempotency-Key" = Option<String>, Header, pattern = r"^[!-~]{1,255}$", description = "Replays the first answer for the same key and body (1 to 255 visible ASCII characters)")),
     responses((status = 201, body = TicketOut), (status = 422, body = crate::http::error::Problem)),
     security(("bearer" = []), ("session" = [])))]
 #[tracing::instrument(skip_all)]

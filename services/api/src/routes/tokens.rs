@@ -68,8 +68,10 @@ pub struct TokenCreatedOut {
 #[serde(deny_unknown_fields)]
 pub struct TokenIn {
     /// Label, 1 to 100 characters.
+    #[schema(min_length = 1, max_length = 100, pattern = r"\S")]
     pub name: String,
     /// Abilities (`*`, `create-ticket`, `tickets:read`, ...); none beyond the caller's own.
+    #[schema(value_type = Vec<Ability>, min_items = 1)]
     pub abilities: Vec<String>,
 }
 

@@ -150,10 +150,16 @@ pub async fn list_users(
 #[serde(deny_unknown_fields)]
 pub struct UserIn {
     /// Their sign-in e-mail, unique across the install.
+    #[schema(
+        max_length = 254,
+        pattern = r"^[^@\s\x00-\x1f\x7f-\x9f]+@[^@.\s\x00-\x1f\x7f-\x9f][^@\s\x00-\x1f\x7f-\x9f]*\.[^@.\s\x00-\x1f\x7f-\x9f]+$"
+    )]
     pub email: String,
-    /// Display name.
+    /// Display name, 1 to 200 characters.
+    #[schema(min_length = 1, max_length = 200, pattern = r"\S")]
     pub name: String,
-    /// Their first password (at least 8 characters); they sign in with it.
+    /// Their first password (8 to 1024 characters); they sign in with it.
+    #[schema(min_length = 8, max_length = 1024, pattern = r"^\S.{6,}\S$")]
     pub password: String,
     /// `agent` (the default) or `admin`.
     pub role: Option<Role>,

@@ -124,7 +124,9 @@ impl From<Intervention> for InterventionOut {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct InterventionIn {
-    /// Unique name: 1 to 64 letters, digits, `_`, `.` or `-`; cannot change later.
+    /// Unique name: 1 to 64 letters, digits, `_`, `.` or `-`, starting with
+    /// a letter or digit; cannot change later.
+    #[schema(pattern = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")]
     pub name: String,
     /// Display name.
     pub title: String,
@@ -141,6 +143,7 @@ pub struct InterventionIn {
     /// Sent as `Authorization: Bearer …` with epilog calls; stored encrypted, never returned.
     pub remote_bearer_token: Option<String>,
     /// Epilog call time-out, 1 to 120 (default 10).
+    #[schema(minimum = 1, maximum = 120)]
     pub remote_timeout_seconds: Option<i32>,
     /// Make epilog calls on submit (default false; needs `remote_epilog_url`).
     pub remote_enabled: Option<bool>,

@@ -86,7 +86,7 @@ fn render_or_note(
 /// A remote system opens a ticket with an intervention (seed 001 §2).
 /// `Idempotency-Key` is required.
 #[utoipa::path(post, path = "/intervention-tickets", tag = "interventions", request_body = InterventionTicketIn,
-    params(("Idempotency-Key" = String, Header, description = "Required: a retried request with the same key and body gets the first answer")),
+    params(("Idempotency-Key" = String, Header, pattern = r"^[!-~]{1,255}$", description = "Required: a retried request with the same key and body gets the first answer (1 to 255 visible ASCII characters)")),
     responses((status = 201, body = InterventionTicketOut),
               (status = 400, description = "IDEMPOTENCY_KEY_REQUIRED", body = crate::http::error::Problem),
               (status = 409, description = "INTERVENTION_UID_EXISTS (with the existing `ticket_id`)", body = crate::http::error::Problem),

@@ -110,14 +110,41 @@ pub struct WebhookCreatedOut {
 }
 
 /// A delay in a retry schedule: seconds, or a duration such as `"30s"`, `"5m"`.
-#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(untagged)]
 pub enum Delay {
-    /// Seconds.
+    /// Seconds, at most a week.
     Seconds(i64),
-    /// A duration with a unit (`s`, `m`, `h`, `d`).
+    /// A duration with a unit (`ms`, `s`, `m`, `h`, `d`), at most a week.
     Text(String),
 }
+
+impl utoipa::PartialSchema for Delay {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::openapi::schema::{ObjectBuilder, OneOfBuilder, Type};
+        let week = webhook::MAX_DELAY.as_secs();
+        OneOfBuilder::new()
+            .description(Some(
+                "A delay in a retry schedule, at most a week: seconds, or a duration such as `\"30s\"`, `\"5m\"`.",
+            ))
+            .item(
+                ObjectBuilder::new()
+                    .schema_type(Type::Integer)
+                    .description(Some("Seconds."))
+                    .minimum(Some(0))
+                    .maximum(Some(week)),
+            )
+            .item(
+                ObjectBuilder::new()
+                    .schema_type(Type::String)
+                    .description(Some("A whole number and a unit (`ms`, `s`, `m`, `h`, `d`)."))
+                    .pattern(Some(r"^[0-9]{1,6}(ms|s|m|h|d)$")),
+            )
+            .into()
+    }
+}
+
+impl ToSchema for Delay {}
 
 /// A new endpoint.
 #[derive(Debug, Deserialize, ToSchema)]
@@ -126,6 +153,7 @@ pub struct WebhookIn {
     /// https URL (http where allowed).
     pub url: String,
     /// Event types, or `["*"]`.
+    #[schema(min_items = 1)]
     pub events: Vec<String>,
     /// Signing secret; generated (`whsec_…`) when absent.
     pub secret: Option<String>,
@@ -136,7 +164,8 @@ pub struct WebhookIn {
     pub payload_format: Option<PayloadFormat>,
     /// Free text.
     pub description: Option<String>,
-    /// Delay before each attempt (overrides the default schedule).
+    /// Delay before each attempt (overrides the default schedule), 1 to 20.
+    #[schema(min_items = 1, max_items = 20)]
     pub retry_schedule: Option<Vec<Delay>>,
     /// Deliveries per second at most.
     pub rate_limit_per_second: Option<i32>,
@@ -153,6 +182,7 @@ pub struct WebhookPatch {
     /// URL.
     pub url: Option<String>,
     /// Event types.
+    #[schema(min_items = 1)]
     pub events: Option<Vec<String>>,
     /// New signing secret.
     pub secret: Option<String>,
@@ -170,7 +200,7 @@ pub struct WebhookPatch {
     pub description: Option<Option<String>>,
     /// Retry schedule; `null` returns to the default.
     #[serde(default, deserialize_with = "nullable")]
-    #[schema(value_type = Option<Vec<Delay>>)]
+    #[schema(value_type = Option<Vec<Delay>>, min_items = 1, max_items = 20)]
     pub retry_schedule: Option<Option<Vec<Delay>>>,
     /// Rate limit; `null` removes it.
     #[serde(default, deserialize_with = "nullable")]
