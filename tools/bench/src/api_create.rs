@@ -15,11 +15,16 @@ use serde_json::json;
 
 use crate::load::{Round, Target};
 use crate::pgbench::{self, Pgbench, PgbenchResult};
+use crate::report;
 use crate::spawn::{self, Scratch, SpawnedApi};
 use crate::stats::{median, millis, percentile};
 
 /// The ARCHITECTURE.md target: api creates per second as a share of pgbench's commits per second.
 const TARGET_PERCENT: f64 = 50.0;
+/// The target against the floor (pgbench replaying a create's own statements).
+const TARGET_FLOOR_SHARE: f64 = 0.80;
+/// The scenario's name in `tickiti-bench all`.
+const SCENARIO: &str = "api-create";
 
 /// Options of `api-create`.
 #[derive(Debug, clap::Args)]
@@ -87,7 +92,7 @@ impl Row {
 }
 
 /// Runs the benchmark; the scratch database is dropped however it ends.
-pub async fn run(args: Args) -> anyhow::Result<()> {
+pub async fn run(args: Args) -> anyhow::Result<Vec<report::Row>> {
     if !args.spawn && args.token.is_none() {
         bail!(
             "give a token with --token or TICKITI_TOKEN for the api at {}, or use --spawn",
@@ -100,7 +105,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     let name = scratch.name.clone();
     let dropped = scratch.drop_database().await;
     match (result, dropped) {
-        (Ok(()), dropped) => dropped,
+        (Ok(rows), dropped) => dropped.map(|()| rows),
         (Err(error), Ok(())) => Err(error),
         (Err(error), Err(drop_error)) => {
             eprintln!("warning: database {name} is left behind: {drop_error:#}");
@@ -109,7 +114,11 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     }
 }
 
-async fn with_scratch(args: &Args, scratch: &Scratch, version: &str) -> anyhow::Result<()> {
+async fn with_scratch(
+    args: &Args,
+    scratch: &Scratch,
+    version: &str,
+) -> anyhow::Result<Vec<report::Row>> {
     let pool = scratch.pool(1).await?;
     sqlx::raw_sql(pgbench::CREATE_TABLE)
         .execute(&pool)
@@ -152,7 +161,7 @@ async fn measure(
     spawned: Option<&SpawnedApi>,
     scratch: &Scratch,
     version: &str,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<Vec<report::Row>> {
     let concurrency = args.concurrency;
     let duration = Duration::from_secs(args.duration);
     let warmup = Duration::from_secs(args.warmup);
@@ -319,5 +328,22 @@ async fn measure(
             "errors": errors,
         })
     );
-    Ok(())
+    Ok(vec![
+        report::Row::share(
+            SCENARIO,
+            "creates/s vs its statements in pgbench",
+            api_rps,
+            floor_tps,
+            TARGET_FLOOR_SHARE,
+        ),
+        report::Row::share(
+            SCENARIO,
+            "creates/s vs a one-row insert",
+            api_rps,
+            pg_tps,
+            TARGET_PERCENT / 100.0,
+        ),
+        report::Row::figure(SCENARIO, "create p99 (ms)", p99),
+        report::Row::below(SCENARIO, "failed requests", errors as f64, 1.0, ""),
+    ])
 }

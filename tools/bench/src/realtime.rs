@@ -29,6 +29,7 @@ use tokio::sync::Mutex;
 use tokio_tungstenite::tungstenite::Message;
 use uuid::Uuid;
 
+use crate::report;
 use crate::spawn::{self, Child, Scratch, rss_kib};
 use crate::stats::{millis, now_nanos, percentile};
 
@@ -60,8 +61,14 @@ pub struct Args {
     pub realtime_bin: Option<PathBuf>,
 }
 
+/// The scenario's name in `tickiti-bench all`.
+const SCENARIO: &str = "realtime";
+/// Targets: event → frame p99, and the realtime process's memory per idle socket.
+const TARGET_P99_MS: f64 = 50.0;
+const TARGET_KIB_PER_SOCKET: f64 = 12.0;
+
 /// Runs the benchmark and prints its report.
-pub async fn run(args: Args) -> anyhow::Result<()> {
+pub async fn run(args: Args) -> anyhow::Result<Vec<report::Row>> {
     if args.orgs == 0 || args.clients < args.orgs {
         bail!("--clients must be at least --orgs (and --orgs at least 1)");
     }
@@ -98,7 +105,11 @@ fn nanos_since(since: u128) -> Duration {
     Duration::from_nanos(u64::try_from(now_nanos().saturating_sub(since)).unwrap_or(u64::MAX))
 }
 
-async fn measure(args: &Args, bin: &PathBuf, scratch: &Scratch) -> anyhow::Result<()> {
+async fn measure(
+    args: &Args,
+    bin: &PathBuf,
+    scratch: &Scratch,
+) -> anyhow::Result<Vec<report::Row>> {
     let api = spawn::start(scratch, &args.servers.amqp_url, 20).await?;
     let result = async {
         let pool = scratch.pool(5).await?;
@@ -361,7 +372,7 @@ async fn measure(args: &Args, bin: &PathBuf, scratch: &Scratch) -> anyhow::Resul
             event_ms(0.50)
         );
         println!(
-            "  event → frame p99              {:>9.1} ms   (target < 50 ms)",
+            "  event → frame p99              {:>9.1} ms   (target < {TARGET_P99_MS} ms)",
             event_ms(0.99)
         );
         println!("  event → frame max              {:>9.1} ms", event_ms(1.0));
@@ -369,8 +380,33 @@ async fn measure(args: &Args, bin: &PathBuf, scratch: &Scratch) -> anyhow::Resul
         println!("  request → frame p99            {:>9.1} ms", ms(0.99));
         println!("  request → frame max            {:>9.1} ms", ms(1.0));
         println!("  realtime RSS before / idle     {base_rss:>9} / {idle_rss} KiB");
-        println!("  memory per idle socket         {per_socket:>9.1} KiB  (target < 16 KiB)");
-        anyhow::Ok(())
+        println!(
+            "  memory per idle socket         {per_socket:>9.1} KiB  (target < {TARGET_KIB_PER_SOCKET} KiB)"
+        );
+        anyhow::Ok(vec![
+            report::Row::share(
+                SCENARIO,
+                "frames received",
+                samples.len() as f64,
+                expected as f64,
+                1.0,
+            ),
+            report::Row::below(
+                SCENARIO,
+                "event → frame p99 (ms)",
+                event_ms(0.99),
+                TARGET_P99_MS,
+                "ms",
+            ),
+            report::Row::figure(SCENARIO, "request → frame p99 (ms)", ms(0.99)),
+            report::Row::below(
+                SCENARIO,
+                "memory per idle socket (KiB)",
+                per_socket,
+                TARGET_KIB_PER_SOCKET,
+                "KiB",
+            ),
+        ])
     }
     .await;
     api.stop().await;
