@@ -44,13 +44,26 @@ pub fn init(service: &str, output: Output) {
 }
 
 /// The log target of [`listening`]: `RUST_LOG=warn,tickiti::listening=info`
-/// keeps those lines alone.
+/// keeps those lines whatever else is filtered out.
 pub const LISTENING_TARGET: &str = "tickiti::listening";
 
-/// Logs the address a listener is bound to, so whoever started the process
-/// with port 0 (the benchmark, a supervisor) can read the port back.
-pub fn listening(listener: &str, address: std::net::SocketAddr) {
-    tracing::info!(target: LISTENING_TARGET, listener, %address, "listening");
+/// Logs that a listener is serving, with the address it is bound to, so
+/// whoever started the process with port 0 (the tests, the benchmark, a
+/// supervisor) can read the port back with [`parse_listening`].
+pub fn listening(listener: &str, addr: std::net::SocketAddr) {
+    tracing::info!(target: LISTENING_TARGET, listener, %addr, "listening");
+}
+
+/// The listener name and address of a [`listening`] line of a JSON log
+/// (`LOG_FORMAT=json`); `None` for any other line.
+pub fn parse_listening(line: &str) -> Option<(String, std::net::SocketAddr)> {
+    let entry: serde_json::Value = serde_json::from_str(line).ok()?;
+    if entry["target"] != LISTENING_TARGET {
+        return None;
+    }
+    let listener = entry["listener"].as_str()?.to_owned();
+    let addr = entry["addr"].as_str()?.parse().ok()?;
+    Some((listener, addr))
 }
 
 /// Resolves on SIGTERM (what `docker stop` sends) or Ctrl-C, whichever

@@ -58,7 +58,8 @@ pub fn database_url(db: &PgPool) -> String {
 }
 
 /// Starts a service binary told to listen on port 0 and reads its JSON log
-/// until it says where it listens (its `… listening` line's `addr`): no
+/// until it says where it listens (its first `listening` line,
+/// [`tickiti_telemetry::parse_listening`]): no
 /// port is picked in advance, so no other process can take it meanwhile.
 /// The log keeps being drained (echoed to stderr, so failures show it);
 /// `listen_variable` names the variable to set (`TICKITI_LISTEN`, …).
@@ -79,7 +80,7 @@ pub fn spawn_listening(
         .env(listen_variable, "127.0.0.1:0")
         .env(
             "RUST_LOG",
-            format!("{filter},tickiti_api::app=info,tickiti_dispatcher=info,tickiti_realtime=info"),
+            format!("{filter},{}=info", tickiti_telemetry::LISTENING_TARGET),
         )
         .env("LOG_FORMAT", "json")
         .stdout(std::process::Stdio::piped())
@@ -94,23 +95,19 @@ pub fn spawn_listening(
             .map_while(Result::ok)
         {
             eprintln!("{line}");
-            let Ok(entry) = serde_json::from_str::<Value>(&line) else {
-                continue;
-            };
-            let listening = entry["message"]
-                .as_str()
-                .is_some_and(|m| m.ends_with(" listening"));
-            if listening
-                && let Some(addr) = entry["addr"].as_str().and_then(|a| a.parse().ok())
+            if let Some((_, addr)) = tickiti_telemetry::parse_listening(&line)
                 && let Some(found) = found.take()
             {
                 let _ = found.send(addr);
             }
         }
     });
-    let addr = address
-        .recv_timeout(Duration::from_secs(30))
-        .expect("the service did not say where it listens within 30 s");
+    let Ok(addr) = address.recv_timeout(Duration::from_secs(30)) else {
+        // Not left running (holding the test's database) after the panic.
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!("the service did not say where it listens within 30 s");
+    };
     (child, addr)
 }
 

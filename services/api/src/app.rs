@@ -104,7 +104,6 @@ pub fn serve_with(
     shutdown: CancellationToken,
 ) -> anyhow::Result<Api> {
     let addr = listener.local_addr()?;
-    tickiti_telemetry::listening("http", addr);
     let master_key = config.master_key_bytes()?;
     let bus = Bus::start(
         BusConfig {
@@ -130,7 +129,7 @@ pub fn serve_with(
     let (app, _) = router(state);
     let stop = shutdown.clone();
     let finished = tokio::spawn(async move {
-        tracing::info!(%addr, "tickiti-api listening");
+        tickiti_telemetry::listening("http", addr);
         let served = axum::serve(
             listener,
             app.into_make_service_with_connect_info::<SocketAddr>(),

@@ -123,7 +123,6 @@ pub fn serve(
     shutdown: CancellationToken,
 ) -> anyhow::Result<Dispatcher> {
     let addr = listener.local_addr()?;
-    tickiti_telemetry::listening("health", addr);
     let master_key = config.master_key_bytes()?;
     let mailer = match &config.smtp_url {
         Some(url) => Some(notify::Mailer::new(
@@ -201,7 +200,7 @@ pub fn serve(
         .with_state(ctx.clone());
     let stop = shutdown.clone();
     let finished = tokio::spawn(async move {
-        tracing::info!(%addr, "tickiti-dispatcher listening");
+        tickiti_telemetry::listening("health", addr);
         let served = axum::serve(listener, app)
             .with_graceful_shutdown(stop.cancelled_owned())
             .await;

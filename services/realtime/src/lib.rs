@@ -122,8 +122,6 @@ pub async fn serve(
 ) -> anyhow::Result<Realtime> {
     let addr = listener.local_addr()?;
     let admin_addr = admin_listener.local_addr()?;
-    tickiti_telemetry::listening("websocket", addr);
-    tickiti_telemetry::listening("admin", admin_addr);
     let node = uuid::Uuid::now_v7().simple().to_string();
     // The broker outlives the sockets at shutdown: closing sockets still
     // publishes their lock releases.
@@ -168,7 +166,8 @@ pub async fn serve(
         .with_graceful_shutdown(shutdown.clone().cancelled_owned());
     let public = tokio::spawn(async move { public.await });
     let private = tokio::spawn(async move { private.await });
-    tracing::info!(%addr, %admin_addr, "tickiti-realtime listening");
+    tickiti_telemetry::listening("websocket", addr);
+    tickiti_telemetry::listening("admin", admin_addr);
 
     let stopping = ctx.clone();
     let finished = tokio::spawn(async move {

@@ -382,16 +382,8 @@ impl Child {
             use std::io::BufRead as _;
             for line in std::io::BufReader::new(stdout).lines() {
                 let Ok(line) = line else { break };
-                let Ok(entry) = serde_json::from_str::<serde_json::Value>(&line) else {
-                    continue;
-                };
-                if entry["target"] == tickiti_telemetry::LISTENING_TARGET
-                    && let (Some(name), Some(Ok(address))) = (
-                        entry["listener"].as_str(),
-                        entry["address"].as_str().map(str::parse::<SocketAddr>),
-                    )
-                {
-                    let _ = tx.send((name.to_owned(), address));
+                if let Some(listening) = tickiti_telemetry::parse_listening(&line) {
+                    let _ = tx.send(listening);
                 }
             }
         });
