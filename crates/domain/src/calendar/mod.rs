@@ -34,6 +34,30 @@ pub struct Interval {
     pub end: Time,
 }
 
+/// The OpenAPI schema of a time zone name: one of the IANA names of the
+/// time zone database the server carries (jiff's bundled copy), the names
+/// [`Calendar::new`] accepts.
+#[derive(Debug, Clone, Copy)]
+pub struct IanaTimeZone;
+
+impl utoipa::PartialSchema for IanaTimeZone {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::openapi::schema::{ObjectBuilder, Type};
+        let mut names: Vec<String> = jiff::tz::db()
+            .available()
+            .map(|name| name.as_str().to_owned())
+            .collect();
+        names.sort_unstable();
+        ObjectBuilder::new()
+            .schema_type(Type::String)
+            .description(Some("An IANA time zone name, e.g. `Europe/Berlin`."))
+            .enum_values(Some(names))
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for IanaTimeZone {}
+
 /// Why a calendar cannot be built.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum CalendarError {

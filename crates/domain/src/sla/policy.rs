@@ -19,12 +19,19 @@ pub struct SlaTarget {
     pub priority: Priority,
     /// What is measured.
     pub metric: Metric,
-    /// Business time allowed, e.g. `"90s"`, `"4h"`, `"2d"`.
-    #[schema(example = "4h", pattern = r"^[0-9]{1,6}(ms|s|m|h|d)$")]
+    /// Business time allowed, more than zero and at most 366 days, e.g.
+    /// `"90s"`, `"4h"`, `"2d"`.
+    #[schema(
+        example = "4h",
+        pattern = r"^([1-9][0-9]{0,2}(s|m|h)|[1-9][0-9]?d|[12][0-9]{2}d|3[0-5][0-9]d|36[0-6]d)$"
+    )]
     pub within: String,
     /// How long before due the warning comes, shorter than `within`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schema(example = "30m", pattern = r"^[0-9]{1,6}(ms|s|m|h|d)$")]
+    #[schema(
+        example = "30m",
+        pattern = r"^([1-9][0-9]{0,2}(s|m|h)|[1-9][0-9]?d|[12][0-9]{2}d|3[0-5][0-9]d|36[0-6]d)$"
+    )]
     pub warn_before: Option<String>,
 }
 

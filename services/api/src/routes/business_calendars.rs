@@ -78,6 +78,7 @@ pub struct CalendarIn {
     /// Name, 1 to 100 characters.
     pub name: String,
     /// IANA time zone.
+    #[schema(value_type = tickiti_domain::calendar::IanaTimeZone)]
     pub time_zone: String,
     /// Opening intervals (at most 70); none: the calendar is never open.
     #[schema(max_items = 70)]
@@ -95,6 +96,7 @@ pub struct CalendarPatch {
     /// Name.
     pub name: Option<String>,
     /// IANA time zone.
+    #[schema(value_type = Option<tickiti_domain::calendar::IanaTimeZone>)]
     pub time_zone: Option<String>,
     /// Opening intervals.
     #[schema(max_items = 70)]

@@ -141,6 +141,7 @@ pub struct InterventionIn {
     /// Where epilog calls go (https where required).
     pub remote_epilog_url: Option<String>,
     /// Sent as `Authorization: Bearer …` with epilog calls; stored encrypted, never returned.
+    #[schema(pattern = r"^[!-~]{1,4096}$")]
     pub remote_bearer_token: Option<String>,
     /// Epilog call time-out, 1 to 120 (default 10).
     #[schema(minimum = 1, maximum = 120)]
@@ -183,9 +184,10 @@ pub struct InterventionPatch {
     pub remote_epilog_url: Option<Option<String>>,
     /// New bearer token; `null` removes it.
     #[serde(default, deserialize_with = "nullable")]
-    #[schema(value_type = Option<String>)]
+    #[schema(value_type = Option<String>, pattern = r"^[!-~]{1,4096}$")]
     pub remote_bearer_token: Option<Option<String>>,
-    /// Epilog call time-out.
+    /// Epilog call time-out, 1 to 120.
+    #[schema(minimum = 1, maximum = 120)]
     pub remote_timeout_seconds: Option<i32>,
     /// Make epilog calls on submit.
     pub remote_enabled: Option<bool>,

@@ -146,6 +146,29 @@ impl utoipa::PartialSchema for Delay {
 
 impl ToSchema for Delay {}
 
+/// The OpenAPI schema of an endpoint's subscription: an event type a
+/// webhook can carry, or `*` for all of them.
+pub struct WebhookEventName;
+
+impl utoipa::PartialSchema for WebhookEventName {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::openapi::schema::{ObjectBuilder, Type};
+        let names = std::iter::once("*").chain(
+            EventType::ALL
+                .iter()
+                .filter(|e| e.is_webhook_event())
+                .map(|e| e.as_str()),
+        );
+        ObjectBuilder::new()
+            .schema_type(Type::String)
+            .description(Some("An event type webhooks carry, or `*` for every one."))
+            .enum_values(Some(names))
+            .into()
+    }
+}
+
+impl ToSchema for WebhookEventName {}
+
 /// A new endpoint.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -153,7 +176,7 @@ pub struct WebhookIn {
     /// https URL (http where allowed).
     pub url: String,
     /// Event types, or `["*"]`.
-    #[schema(min_items = 1)]
+    #[schema(value_type = Vec<WebhookEventName>, min_items = 1)]
     pub events: Vec<String>,
     /// Signing secret; generated (`whsec_…`) when absent.
     pub secret: Option<String>,
@@ -182,7 +205,7 @@ pub struct WebhookPatch {
     /// URL.
     pub url: Option<String>,
     /// Event types.
-    #[schema(min_items = 1)]
+    #[schema(value_type = Option<Vec<WebhookEventName>>, min_items = 1)]
     pub events: Option<Vec<String>>,
     /// New signing secret.
     pub secret: Option<String>,
