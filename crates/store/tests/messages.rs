@@ -42,6 +42,15 @@ async fn post(
     posted
 }
 
+/// The ticket as stored now.
+async fn stored(db: &PgPool, org: Uuid, ticket: Uuid) -> tickets::Ticket {
+    let mut conn = db.acquire().await.unwrap();
+    tickets::get(&mut conn, org, ticket, false)
+        .await
+        .unwrap()
+        .unwrap()
+}
+
 fn types(posted: &Posted) -> Vec<EventType> {
     posted.events.iter().map(|e| e.event).collect()
 }
@@ -53,14 +62,7 @@ fn types(posted: &Posted) -> Vec<EventType> {
 async fn a_post_bumps_the_version_and_mentions_colleagues_but_not_its_author(db: PgPool) {
     let (org, bob, ticket) = seed(&db).await;
     let ann = colleague(&db, org, "Ann Lee", "ann.lee@example.com").await;
-    let before = {
-        let mut conn = db.acquire().await.unwrap();
-        tickets::get(&mut conn, org, ticket, false)
-            .await
-            .unwrap()
-            .unwrap()
-            .version
-    };
+    let before = stored(&db, org, ticket).await.version;
 
     let note = post(
         &db,
@@ -84,14 +86,7 @@ async fn a_post_bumps_the_version_and_mentions_colleagues_but_not_its_author(db:
             .unwrap();
     assert_eq!(mentioned, [ann], "Ann once; not Bob, who wrote it");
 
-    let contact = {
-        let mut conn = db.acquire().await.unwrap();
-        tickets::get(&mut conn, org, ticket, false)
-            .await
-            .unwrap()
-            .unwrap()
-            .contact_id
-    };
+    let contact = stored(&db, org, ticket).await.contact_id;
     let reply = post(
         &db,
         org,
@@ -110,16 +105,9 @@ async fn a_post_bumps_the_version_and_mentions_colleagues_but_not_its_author(db:
             EventType::MentionCreated
         ]
     );
-    let stored = {
-        let mut conn = db.acquire().await.unwrap();
-        tickets::get(&mut conn, org, ticket, false)
-            .await
-            .unwrap()
-            .unwrap()
-            .version
-    };
+    let version = stored(&db, org, ticket).await.version;
     assert_eq!(
-        stored,
+        version,
         before + 2,
         "the version the answers carried is the stored one"
     );
