@@ -51,6 +51,8 @@ test('a reply shows in a colleague\'s browser over REST, and the ticket view is 
       await c.page.getByRole('heading', { level: 1, name: subject }).waitFor();
     }
     const conversation = (c) => c.page.getByLabel('Conversation').getByRole('article');
+    // The heading can render before the messages arrive: count once they have.
+    await conversation(other).first().waitFor();
     assert.equal(await conversation(other).count(), 1);
 
     await admin.page.getByRole('textbox', { name: 'Reply' }).fill('We are sending the fire brigade.');
