@@ -10,6 +10,7 @@ mod load;
 mod pgbench;
 mod realtime;
 mod report;
+mod scale;
 mod spawn;
 mod stats;
 mod webhooks;
@@ -36,6 +37,9 @@ enum Command {
     /// Webhook deliveries per second through the dispatcher against a bare
     /// HTTP client (target: ≥ 70 %), and commit → first attempt latency.
     Webhooks(webhooks::Args),
+    /// The read path through the api at N tickets (1 000 000 by default)
+    /// against the same at 10 000 in the same run (target: p99 ≤ 2×).
+    Scale(scale::Args),
     /// Every scenario in turn, then one table of every measure against its
     /// target (and, with --json, the same rows in a file).
     All(AllArgs),
@@ -77,7 +81,7 @@ async fn all(args: AllArgs) -> anyhow::Result<()> {
             .chain(servers.iter().cloned())
             .collect()
     };
-    let (api_create, webhooks, realtime) = if args.quick {
+    let (api_create, webhooks, realtime, scale) = if args.quick {
         (
             with_servers(&["--spawn", "--duration", "5", "--warmup", "1"]),
             // The full backlog still: a small one times mostly the start.
@@ -92,6 +96,7 @@ async fn all(args: AllArgs) -> anyhow::Result<()> {
                 "--duration",
                 "10",
             ]),
+            with_servers(&["--quick"]),
         )
     } else {
         (
@@ -107,6 +112,7 @@ async fn all(args: AllArgs) -> anyhow::Result<()> {
                 "--duration",
                 "20",
             ]),
+            with_servers(&[]),
         )
     };
     let mut rows = Vec::new();
@@ -116,6 +122,8 @@ async fn all(args: AllArgs) -> anyhow::Result<()> {
     rows.extend(webhooks::run(scenario_args(&webhooks)?).await?);
     eprintln!("==> realtime {}", realtime.join(" "));
     rows.extend(realtime::run(scenario_args(&realtime)?).await?);
+    eprintln!("==> scale {}", scale.join(" "));
+    rows.extend(scale::run(scenario_args(&scale)?).await?);
     println!();
     report::print_table(&rows);
     if let Some(path) = &args.json {
@@ -138,6 +146,7 @@ async fn main() -> anyhow::Result<()> {
         Command::ApiCreate(args) => api_create::run(args).await.map(drop),
         Command::Realtime(args) => realtime::run(args).await.map(drop),
         Command::Webhooks(args) => webhooks::run(args).await.map(drop),
+        Command::Scale(args) => scale::run(args).await.map(drop),
         Command::All(args) => all(args).await,
     }
 }

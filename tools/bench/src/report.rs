@@ -49,6 +49,27 @@ impl Row {
         }
     }
 
+    /// `value` that may be at most `max_ratio` times `baseline` (a cost that
+    /// must not grow with the load).
+    pub fn at_most_times(
+        scenario: &'static str,
+        measure: &str,
+        value: f64,
+        baseline: f64,
+        max_ratio: f64,
+    ) -> Row {
+        let ratio = (baseline > 0.0).then(|| value / baseline);
+        Row {
+            scenario,
+            measure: measure.to_owned(),
+            value,
+            baseline: Some(baseline),
+            ratio,
+            target: format!("≤ {max_ratio}× baseline"),
+            met: Some(ratio.is_some_and(|r| r <= max_ratio)),
+        }
+    }
+
     /// `value` (in `unit`) that must stay below `max`.
     pub fn below(scenario: &'static str, measure: &str, value: f64, max: f64, unit: &str) -> Row {
         Row {

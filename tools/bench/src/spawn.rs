@@ -157,20 +157,7 @@ pub async fn start_with(
         webhooks,
         CancellationToken::new(),
     )?;
-    let email = format!("bench-admin-{}@example.com", Uuid::now_v7().simple());
-    let password = Uuid::now_v7().simple().to_string();
-    let made = async {
-        let (organization_id, _) =
-            tickiti_api::accounts::create_organization(&pool, "Bench", &email, &password)
-                .await
-                .map_err(|e| anyhow!("cannot create the bench organization: {e:?}"))?;
-        let (_, token) =
-            tickiti_api::accounts::create_token(&pool, &email, "bench", &[Ability::All])
-                .await
-                .map_err(|e| anyhow!("cannot create the bench token: {e:?}"))?;
-        anyhow::Ok((organization_id, token))
-    }
-    .await;
+    let made = make_organization(&pool, "Bench").await;
     let spawned = SpawnedApi {
         base_url: format!("http://{}", api.addr),
         token: String::new(),
@@ -181,9 +168,9 @@ pub async fn start_with(
         amqp_url: amqp_url.to_owned(),
     };
     match made {
-        Ok((organization_id, token)) => Ok(SpawnedApi {
-            token,
-            organization_id,
+        Ok(made) => Ok(SpawnedApi {
+            token: made.token,
+            organization_id: made.id,
             ..spawned
         }),
         Err(error) => {
@@ -193,7 +180,40 @@ pub async fn start_with(
     }
 }
 
+/// An organization made for a bench, with a `*` token of its admin.
+pub struct Organization {
+    /// Its id.
+    pub id: Uuid,
+    /// Its admin, whom the token speaks for.
+    pub admin_id: Uuid,
+    /// The admin's `*` token.
+    pub token: String,
+}
+
+/// Makes an organization the way sign-up does (its default perspectives
+/// included), with an admin of a random address and a `*` token.
+async fn make_organization(pool: &PgPool, name: &str) -> anyhow::Result<Organization> {
+    let email = format!("bench-admin-{}@example.com", Uuid::now_v7().simple());
+    let password = Uuid::now_v7().simple().to_string();
+    let (id, admin_id) = tickiti_api::accounts::create_organization(pool, name, &email, &password)
+        .await
+        .map_err(|e| anyhow!("cannot create the organization {name}: {e:?}"))?;
+    let (_, token) = tickiti_api::accounts::create_token(pool, &email, "bench", &[Ability::All])
+        .await
+        .map_err(|e| anyhow!("cannot create a token in {name}: {e:?}"))?;
+    Ok(Organization {
+        id,
+        admin_id,
+        token,
+    })
+}
+
 impl SpawnedApi {
+    /// Another organization beside the bench's own.
+    pub async fn organization(&self, name: &str) -> anyhow::Result<Organization> {
+        make_organization(&self.pool, name).await
+    }
+
     /// Stops the api, closes its pool and deletes its exchanges (best effort).
     pub async fn stop(self) {
         self.stop_and_delete(&[]).await;
