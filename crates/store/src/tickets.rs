@@ -364,31 +364,16 @@ fn priority_rank(priority: &str) -> i64 {
 const PRIORITY_RANK_SQL: &str = "(CASE t.priority WHEN 'urgent' THEN 3 WHEN 'high' THEN 2 \
      WHEN 'normal' THEN 1 ELSE 0 END)";
 
-/// A page of the organization's tickets matching `filter`, in its order,
-/// after `after`. `me` resolves `assignee_id=me`.
-///
-/// Built per request with only the conditions the filter has, so each shape
-/// gets a plan of its own (one statement with every condition behind an
-/// `IS NULL` test is planned once for all of them, and badly), and walks the
-/// index of its order (a keyset on the sort value and the id, not an offset).
-pub async fn list(
-    conn: &mut PgConnection,
+/// Appends the filter's conditions on `tickets t` (only those it has, so
+/// each shape gets a plan of its own that can use the index made for it).
+fn push_conditions(
+    sql: &mut QueryBuilder<sqlx::Postgres>,
     organization_id: Uuid,
     filter: &TicketFilter,
     me: Uuid,
-    after: Option<TicketKey>,
-    limit: i64,
-) -> Result<Page<Ticket>> {
+) {
     let args = FilterArgs::new(filter, me);
-    let mut sql = QueryBuilder::new(
-        "SELECT t.id, t.organization_id, t.number, t.code, t.subject, t.status, t.priority,
-                t.queue_id, t.assignee_id, t.contact_id, c.name AS contact_name, c.email AS contact_email,
-                t.tags, t.version, t.created_at, t.updated_at,
-                COALESCE((SELECT jsonb_agg(k.view ORDER BY k.metric) FROM sla_clocks k WHERE k.ticket_id = t.id), '[]') AS sla
-         FROM tickets t JOIN contacts c ON c.id = t.contact_id
-         WHERE t.organization_id = ",
-    );
-    sql.push_bind(organization_id);
+    sql.push("t.organization_id = ").push_bind(organization_id);
     if let Some(statuses) = args.statuses {
         sql.push(" AND t.status = ANY(")
             .push_bind(statuses)
@@ -417,11 +402,17 @@ pub async fn list(
             .push("::text]");
     }
     if let Some(q) = &filter.q {
-        sql.push(" AND (t.search @@ websearch_to_tsquery('simple', ")
+        // The matching ids from each GIN index, not a test of every ticket
+        // of the organization against its messages.
+        sql.push(" AND t.id IN (SELECT s.id FROM tickets s WHERE s.organization_id = ")
+            .push_bind(organization_id)
+            .push(" AND s.search @@ websearch_to_tsquery('simple', ")
             .push_bind(q.clone())
-            .push(") OR EXISTS (SELECT 1 FROM messages m WHERE m.ticket_id = t.id AND m.search @@ websearch_to_tsquery('simple', ")
+            .push(") UNION ALL SELECT m.ticket_id FROM messages m WHERE m.organization_id = ")
+            .push_bind(organization_id)
+            .push(" AND m.search @@ websearch_to_tsquery('simple', ")
             .push_bind(q.clone())
-            .push(")))");
+            .push("))");
     }
     if let Some(since) = filter.updated_since {
         sql.push(" AND t.updated_at >= ").push_bind(since);
@@ -431,12 +422,43 @@ pub async fn list(
             .push_bind(organization_id)
             .push(" AND k.breached_at IS NOT NULL AND k.fulfilled_at IS NULL)");
     }
+}
+
+/// A page of the organization's tickets matching `filter`, in its order,
+/// after `after`. `me` resolves `assignee_id=me`.
+///
+/// Built per request with only the conditions the filter has, so each shape
+/// gets a plan of its own (one statement with every condition behind an
+/// `IS NULL` test is planned once for all of them, and badly), and walks the
+/// index of its order (a keyset on the sort value and the id, not an offset).
+pub async fn list(
+    conn: &mut PgConnection,
+    organization_id: Uuid,
+    filter: &TicketFilter,
+    me: Uuid,
+    after: Option<TicketKey>,
+    limit: i64,
+) -> Result<Page<Ticket>> {
     let (key, direction) = match filter.order {
         TicketOrder::LastActivity => ("t.updated_at", "DESC"),
         TicketOrder::Newest => ("t.created_at", "DESC"),
         TicketOrder::Oldest => ("t.created_at", "ASC"),
         TicketOrder::Priority => (PRIORITY_RANK_SQL, "DESC"),
     };
+    // The page's tickets first, then their contacts and clocks: joined
+    // before the limit, a filter matching thousands ("Escalated") would
+    // look up every match's contact to show fifty.
+    let mut sql = QueryBuilder::new(
+        "SELECT t.id, t.organization_id, t.number, t.code, t.subject, t.status, t.priority,
+                t.queue_id, t.assignee_id, t.contact_id, c.name AS contact_name, c.email AS contact_email,
+                t.tags, t.version, t.created_at, t.updated_at,
+                COALESCE((SELECT jsonb_agg(k.view ORDER BY k.metric) FROM sla_clocks k WHERE k.ticket_id = t.id), '[]') AS sla
+         FROM (SELECT t.id, t.organization_id, t.number, t.code, t.subject, t.status, t.priority,
+                      t.queue_id, t.assignee_id, t.contact_id, t.tags, t.version, t.created_at, t.updated_at
+               FROM tickets t
+               WHERE ",
+    );
+    push_conditions(&mut sql, organization_id, filter, me);
     if let Some(after) = after {
         let beyond = if direction == "DESC" { "<" } else { ">" };
         sql.push(format_args!(" AND ({key}, t.id) {beyond} ("));
@@ -450,13 +472,24 @@ pub async fn list(
         " ORDER BY {key} {direction}, t.id {direction} LIMIT "
     ))
     .push_bind(limit + 1);
-    let rows = sql.build_query_as::<Ticket>().fetch_all(conn).await?;
+    sql.push(format_args!(
+        ") t JOIN contacts c ON c.id = t.contact_id ORDER BY {key} {direction}, t.id {direction}"
+    ));
+    // Planned for these values every time: a cached generic plan would pick
+    // one access path for every organization's size and every assignee.
+    let rows = sql
+        .build_query_as::<Ticket>()
+        .persistent(false)
+        .fetch_all(conn)
+        .await?;
     Ok(Page::from_rows(rows, limit, |t| t.id))
 }
 
 /// How many of the organization's tickets match each filter (`me` resolves
 /// `assignee_id=me`), in one statement however many filters: counting all of
 /// an organization's perspectives is one round trip, not one per perspective.
+/// Each count is a subquery with only its filter's conditions, as in
+/// [`list`], so each uses the index made for its shape.
 pub async fn count_each(
     conn: &mut PgConnection,
     organization_id: Uuid,
@@ -465,55 +498,20 @@ pub async fn count_each(
     if filters.is_empty() {
         return Ok(Vec::new());
     }
-    // The filters travel as one JSON array of the same parameters `list` takes.
-    let args: Vec<serde_json::Value> = filters
-        .iter()
-        .map(|(filter, me)| {
-            let args = FilterArgs::new(filter, *me);
-            serde_json::json!({
-                "statuses": args.statuses,
-                "priorities": args.priorities,
-                "queue_id": filter.queue_id,
-                "unassigned": args.unassigned,
-                "assignee": args.assignee,
-                "contact_id": filter.contact_id,
-                "tag": filter.tag,
-                "q": filter.q,
-                "updated_since": filter
-                    .updated_since
-                    .and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok()),
-                "escalated": filter.escalated,
-            })
-        })
-        .collect();
-    let counts = sqlx::query_scalar!(
-        r#"SELECT (SELECT count(*)
-                   FROM tickets t
-                   WHERE t.organization_id = $1
-                     AND (f.statuses IS NULL OR t.status = ANY(f.statuses))
-                     AND (f.priorities IS NULL OR t.priority = ANY(f.priorities))
-                     AND (f.queue_id IS NULL OR t.queue_id = f.queue_id)
-                     AND (NOT f.unassigned OR t.assignee_id IS NULL)
-                     AND (f.assignee IS NULL OR t.assignee_id = f.assignee)
-                     AND (f.contact_id IS NULL OR t.contact_id = f.contact_id)
-                     AND (f.tag IS NULL OR t.tags @> ARRAY[f.tag])
-                     AND (f.q IS NULL
-                          OR t.search @@ websearch_to_tsquery('simple', f.q)
-                          OR EXISTS (SELECT 1 FROM messages m
-                                     WHERE m.ticket_id = t.id AND m.search @@ websearch_to_tsquery('simple', f.q)))
-                     AND (f.updated_since IS NULL OR t.updated_at >= f.updated_since)
-                     AND (NOT f.escalated OR t.id IN (SELECT k.ticket_id FROM sla_clocks k
-                                                      WHERE k.organization_id = $1 AND k.breached_at IS NOT NULL
-                                                        AND k.fulfilled_at IS NULL))) AS "n!"
-         FROM jsonb_array_elements($2::jsonb) WITH ORDINALITY AS e(filter, position),
-              jsonb_to_record(e.filter) AS f(statuses text[], priorities text[], queue_id uuid,
-                  unassigned bool, assignee uuid, contact_id uuid, tag text, q text,
-                  updated_since timestamptz, escalated bool)
-         ORDER BY e.position"#,
-        organization_id,
-        serde_json::Value::Array(args)
-    )
-    .fetch_all(conn)
-    .await?;
+    let mut sql = QueryBuilder::new("SELECT ARRAY[");
+    for (i, (filter, me)) in filters.iter().enumerate() {
+        if i > 0 {
+            sql.push(", ");
+        }
+        sql.push("(SELECT count(*) FROM tickets t WHERE ");
+        push_conditions(&mut sql, organization_id, filter, *me);
+        sql.push(")");
+    }
+    sql.push("]::bigint[]");
+    let counts: Vec<i64> = sql
+        .build_query_scalar()
+        .persistent(false)
+        .fetch_one(conn)
+        .await?;
     Ok(counts)
 }

@@ -92,7 +92,14 @@ async fn measure(
             .tcp_nodelay(true)
             .timeout(Duration::from_secs(60))
             .build()?;
-        let small = Probe::new(&client, &api.base_url, &small_org, &small_seed, args.baseline_tickets).await?;
+        let small = Probe::new(
+            &client,
+            &api.base_url,
+            &small_org,
+            &small_seed,
+            args.baseline_tickets,
+        )
+        .await?;
         let large = Probe::new(&client, &api.base_url, &large_org, &large_seed, tickets).await?;
         sample(&small, &large, samples).await
     }
@@ -133,9 +140,9 @@ async fn measure(
 
 /// `1000000` as `1M`, `100000` as `100k`.
 fn short(n: u64) -> String {
-    if n >= 1_000_000 && n % 1_000_000 == 0 {
+    if n >= 1_000_000 && n.is_multiple_of(1_000_000) {
         format!("{}M", n / 1_000_000)
-    } else if n >= 1_000 && n % 1_000 == 0 {
+    } else if n >= 1_000 && n.is_multiple_of(1_000) {
         format!("{}k", n / 1_000)
     } else {
         n.to_string()
@@ -225,9 +232,10 @@ impl Probe {
             "search (subjects and messages)".into(),
             Step::Get(format!("/tickets?q={}", seed::NEEDLE)),
         ));
-        probe
-            .steps
-            .push(("perspective counts".into(), Step::Get("/perspectives/counts".into())));
+        probe.steps.push((
+            "perspective counts".into(),
+            Step::Get("/perspectives/counts".into()),
+        ));
         probe.steps.push((
             format!("ticket with {} messages", seed::LONG_TICKET_MESSAGES),
             Step::Open(seeded.long_ticket),
@@ -235,10 +243,16 @@ impl Probe {
         probe.steps.push(("create".into(), Step::Create));
         // The searches must find what was planted, or they measure nothing.
         let found = probe
-            .json(Method::GET, &format!("/tickets?q={}&limit=200", seed::NEEDLE))
+            .json(
+                Method::GET,
+                &format!("/tickets?q={}&limit=200", seed::NEEDLE),
+            )
             .await?;
         if found["data"].as_array().is_none_or(|d| d.len() < 40) {
-            bail!("the search for {:?} found too little: {found}", seed::NEEDLE);
+            bail!(
+                "the search for {:?} found too little: {found}",
+                seed::NEEDLE
+            );
         }
         Ok(probe)
     }
@@ -290,7 +304,10 @@ impl Probe {
                     .await?;
                 if response.status() != StatusCode::CREATED {
                     let status = response.status();
-                    bail!("POST /tickets answered {status}: {}", response.text().await?);
+                    bail!(
+                        "POST /tickets answered {status}: {}",
+                        response.text().await?
+                    );
                 }
                 response.bytes().await?;
             }

@@ -58,11 +58,12 @@ pub async fn organization(
     let started = Instant::now();
     let mut rng = StdRng::seed_from_u64(tickets);
     let words = vocabulary();
-    let code_prefix: String = sqlx::query_scalar("SELECT code_prefix FROM organizations WHERE id = $1")
-        .bind(org.id)
-        .fetch_one(pool)
-        .await
-        .context("the organization to seed")?;
+    let code_prefix: String =
+        sqlx::query_scalar("SELECT code_prefix FROM organizations WHERE id = $1")
+            .bind(org.id)
+            .fetch_one(pool)
+            .await
+            .context("the organization to seed")?;
 
     let mut agents = vec![org.admin_id];
     agents.extend((0..AGENTS).map(|_| Uuid::now_v7()));
@@ -88,7 +89,9 @@ pub async fn organization(
     .context("seeding queues")?;
 
     let now = OffsetDateTime::now_utc();
-    let contacts: Vec<Uuid> = (0..(tickets / 4).max(100)).map(|_| Uuid::now_v7()).collect();
+    let contacts: Vec<Uuid> = (0..(tickets / 4).max(100))
+        .map(|_| Uuid::now_v7())
+        .collect();
     let mut rows = String::new();
     for (n, id) in contacts.iter().enumerate() {
         let _ = writeln!(
@@ -134,7 +137,7 @@ pub async fn organization(
             .map(|_| format!("tag-{}", rng.gen_range(0..TAGS)))
             .collect();
         let mut subject = sentence(&mut rng, &words, 4..8);
-        if number % needle_every == 0 {
+        if number.is_multiple_of(needle_every) {
             subject.push(' ');
             subject.push_str(NEEDLE);
         }
@@ -157,7 +160,7 @@ pub async fn organization(
         } else {
             rng.gen_range(1..=9)
         };
-        let needle_message = (number + needle_every / 2) % needle_every == 0;
+        let needle_message = (number + needle_every / 2).is_multiple_of(needle_every);
         for m in 0..messages {
             // Spread between the ticket's creation and its last activity.
             let at = if messages == 1 {
@@ -173,10 +176,7 @@ pub async fn organization(
             let (user, contact_author) = if m % 2 == 0 {
                 ("\\N".to_owned(), contact.to_string())
             } else {
-                (
-                    assignee.unwrap_or(agents[0]).to_string(),
-                    "\\N".to_owned(),
-                )
+                (assignee.unwrap_or(agents[0]).to_string(), "\\N".to_owned())
             };
             let visibility = if rng.gen_bool(0.1) && m % 2 == 1 {
                 "internal"
@@ -225,7 +225,7 @@ pub async fn organization(
             );
         }
 
-        if number % CHUNK_TICKETS == 0 || number == tickets {
+        if number.is_multiple_of(CHUNK_TICKETS) || number == tickets {
             copy(
                 pool,
                 "COPY tickets (id, organization_id, number, code, subject, status, priority, \
@@ -253,11 +253,11 @@ pub async fn organization(
     eprintln!();
     // New tickets continue the numbering.
     sqlx::query("SELECT setval($1::text::regclass, $2)")
-    .bind(tickiti_store::organizations::sequence_name(org.id))
-    .bind(i64::try_from(tickets).unwrap_or(i64::MAX))
-    .execute(pool)
-    .await
-    .context("moving the ticket number sequence on")?;
+        .bind(tickiti_store::organizations::sequence_name(org.id))
+        .bind(i64::try_from(tickets).unwrap_or(i64::MAX))
+        .execute(pool)
+        .await
+        .context("moving the ticket number sequence on")?;
     Ok(Seeded {
         queues,
         agents,
@@ -284,9 +284,11 @@ async fn copy(pool: &PgPool, statement: &str, rows: String) -> anyhow::Result<()
     let mut copy = pool
         .copy_in_raw(statement)
         .await
-        .with_context(|| format!("{statement}"))?;
+        .with_context(|| statement.to_owned())?;
     copy.send(rows.into_bytes()).await?;
-    copy.finish().await.with_context(|| format!("{statement}"))?;
+    copy.finish()
+        .await
+        .with_context(|| statement.to_owned())?;
     Ok(())
 }
 
