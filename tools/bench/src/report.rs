@@ -37,16 +37,10 @@ impl Row {
         baseline: f64,
         min_ratio: f64,
     ) -> Row {
-        let ratio = (baseline > 0.0).then(|| value / baseline);
-        Row {
-            scenario,
-            measure: measure.to_owned(),
-            value,
-            baseline: Some(baseline),
-            ratio,
-            target: format!("≥ {:.0} % of baseline", min_ratio * 100.0),
-            met: Some(ratio.is_some_and(|r| r >= min_ratio)),
-        }
+        let target = format!("≥ {:.0} % of baseline", min_ratio * 100.0);
+        Row::compared(scenario, measure, value, baseline, target, |r| {
+            r >= min_ratio
+        })
     }
 
     /// `value` that may be at most `max_ratio` times `baseline` (a cost that
@@ -58,6 +52,20 @@ impl Row {
         baseline: f64,
         max_ratio: f64,
     ) -> Row {
+        let target = format!("≤ {max_ratio}× baseline");
+        Row::compared(scenario, measure, value, baseline, target, |r| {
+            r <= max_ratio
+        })
+    }
+
+    fn compared(
+        scenario: &'static str,
+        measure: &str,
+        value: f64,
+        baseline: f64,
+        target: String,
+        met: impl Fn(f64) -> bool,
+    ) -> Row {
         let ratio = (baseline > 0.0).then(|| value / baseline);
         Row {
             scenario,
@@ -65,8 +73,8 @@ impl Row {
             value,
             baseline: Some(baseline),
             ratio,
-            target: format!("≤ {max_ratio}× baseline"),
-            met: Some(ratio.is_some_and(|r| r <= max_ratio)),
+            target,
+            met: Some(ratio.is_some_and(met)),
         }
     }
 

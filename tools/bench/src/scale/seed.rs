@@ -286,9 +286,7 @@ async fn copy(pool: &PgPool, statement: &str, rows: String) -> anyhow::Result<()
         .await
         .with_context(|| statement.to_owned())?;
     copy.send(rows.into_bytes()).await?;
-    copy.finish()
-        .await
-        .with_context(|| statement.to_owned())?;
+    copy.finish().await.with_context(|| statement.to_owned())?;
     Ok(())
 }
 
